@@ -1,0 +1,317 @@
+"""The text pipeline: read, clean, filter, exact-dedup, tokenize, write TFRecord shards.
+
+Every input record is accounted for in ``DIR/stats.json``: written, or counted
+with its reason under ``filtered``, ``duplicates`` or ``dead_letter`` (broken
+inputs, one JSON line each in ``DIR/dead_letter/``). ``DIR/COMPLETED`` is
+written last, only when the run succeeded.
+
+Local run (DirectRunner, pinned to the FnApiRunner so nothing is downloaded)::
+
+    python -m beam_pipelines.text \\
+        --input 'data/sample/**' --output_dir /tmp/beamtrain-out \\
+        --steps clean,filter,dedup,tokenize --vocab_size 8000
+
+Dataflow::
+
+    python -m beam_pipelines.text \\
+        --input 'gs://BUCKET/crawl/*.warc.gz' --output_dir gs://BUCKET/out/v1 \\
+        --runner DataflowRunner --project PROJECT --region us-central1 \\
+        --temp_location gs://BUCKET/tmp --setup_file ./setup.py
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from typing import Any, Dict, List, Optional
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+
+from beam_pipelines.runner import runner_for
+from transforms import common
+from transforms.clean import Clean, CleanConfig
+from transforms.dedup import ExactDedup
+from transforms.filters import FilterConfig
+from transforms.quality import QualityFilter
+from transforms.readers import ReadCorpus, ReaderConfig
+from transforms.stats import Finalize
+from transforms.tokenize import Encode, LoadTokenizer, TokenizerConfig, TrainTokenizer
+from transforms.writers import EncodeExamples, WriteShards, WriterConfig
+
+__all__ = ["TextPipelineOptions", "STEPS", "build_pipeline", "run", "parse_steps"]
+
+STEPS = ("clean", "filter", "dedup", "pii", "tokenize")
+# Steps this version implements; 'pii' lands with the PII scrubber.
+AVAILABLE_STEPS = ("clean", "filter", "dedup", "tokenize")
+
+
+class OptionError(ValueError):
+    """A bad pipeline parameter; the message names it."""
+
+
+def parse_steps(value: Optional[str]) -> List[str]:
+    if value is None or value.strip() in ("", "all"):
+        return list(AVAILABLE_STEPS)
+    steps = [s.strip() for s in value.split(",") if s.strip()]
+    for s in steps:
+        if s not in STEPS:
+            raise OptionError(f"--steps: unknown step {s!r}; choose from {','.join(STEPS)}")
+        if s not in AVAILABLE_STEPS:
+            raise OptionError(f"--steps: step {s!r} is not available in this version "
+                              f"(available: {','.join(AVAILABLE_STEPS)})")
+    if len(set(steps)) != len(steps):
+        raise OptionError(f"--steps: a step is listed twice in {value!r}")
+    # Steps always run in the canonical order.
+    return [s for s in STEPS if s in steps]
+
+
+class TextPipelineOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--input", action="append", default=None,
+                            help="Input glob (local or any Beam filesystem); repeat for several.")
+        parser.add_argument("--output_dir", default=None, help="Output directory.")
+        parser.add_argument("--steps", default=None,
+                            help="Comma-separated steps among clean,filter,dedup,pii,tokenize "
+                                 "(default: all available, in that order).")
+        parser.add_argument("--tokenizer_model", default=None,
+                            help="Reuse this SentencePiece model instead of training one.")
+        parser.add_argument("--vocab_size", type=int, default=8000,
+                            help="Vocabulary size of the SentencePiece model trained in the run.")
+        parser.add_argument("--spm_model_type", default="unigram",
+                            help="SentencePiece model type: unigram, bpe, char or word.")
+        parser.add_argument("--spm_sample_docs", type=int, default=20000,
+                            help="Documents in the deterministic tokenizer training sample.")
+        parser.add_argument("--no_eos", action="store_true",
+                            help="Do not append the eos id to each document's input_ids.")
+        parser.add_argument("--text_field", default="text", help="JSONL/Parquet text field.")
+        parser.add_argument("--id_field", default="id", help="JSONL/Parquet id field.")
+        parser.add_argument("--max_doc_bytes", type=int, default=1 << 20,
+                            help="Documents larger than this go to the dead letter.")
+        parser.add_argument("--read_chunk_mb", type=int, default=64,
+                            help="Plain JSONL files are read in byte ranges of this size.")
+        parser.add_argument("--html", default="auto", choices=["auto", "always", "never"],
+                            help="Treat text as HTML: auto (content type or sniffing), always, never.")
+        parser.add_argument("--keep_boilerplate", action="store_true",
+                            help="Extract all visible HTML text instead of the main content.")
+        parser.add_argument("--filter_config", default=None,
+                            help="JSON object (or path to a JSON file) overriding FilterConfig fields, "
+                                 "e.g. '{\"c4_filter_curly_bracket\": false}'.")
+        parser.add_argument("--min_chars", type=int, default=None,
+                            help="Drop documents shorter than this (characters, after cleaning).")
+        parser.add_argument("--max_chars", type=int, default=None,
+                            help="Drop documents longer than this (characters, after cleaning).")
+        parser.add_argument("--validation_fraction", type=float, default=0.05,
+                            help="Share of records (by a hash of the id) in the validation split.")
+        parser.add_argument("--num_shards", type=int, default=0,
+                            help="Shards per split; 0 = one per --target_shard_mb of data.")
+        parser.add_argument("--target_shard_mb", type=int, default=128,
+                            help="Target shard size when --num_shards is 0.")
+        parser.add_argument("--max_dead_letter_fraction", type=float, default=0.1,
+                            help="Fail the run when more than this share of input records is broken.")
+        parser.add_argument("--dataset_version", default=None,
+                            help="Version label in manifest.json (default: derived from the content).")
+
+
+def _load_json_arg(name: str, value: Optional[str]) -> Dict[str, Any]:
+    if not value:
+        return {}
+    text = value
+    if not value.lstrip().startswith("{"):
+        try:
+            with FileSystems.open(value) as f:
+                text = f.read().decode("utf-8")
+        except Exception as e:
+            raise OptionError(f"--{name}: cannot read {value!r}: {e}") from e
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise OptionError(f"--{name}: not valid JSON: {e}") from e
+    if not isinstance(obj, dict):
+        raise OptionError(f"--{name}: expected a JSON object")
+    return obj
+
+
+def validate(opts: TextPipelineOptions) -> Dict[str, Any]:
+    """Check every parameter; returns the resolved configuration (for manifest.json)."""
+    if not opts.input:
+        raise OptionError("--input: at least one input glob is required")
+    if not opts.output_dir:
+        raise OptionError("--output_dir: required")
+    steps = parse_steps(opts.steps)
+    if opts.vocab_size < 8:
+        raise OptionError(f"--vocab_size: must be at least 8, got {opts.vocab_size}")
+    if opts.max_doc_bytes <= 0:
+        raise OptionError(f"--max_doc_bytes: must be positive, got {opts.max_doc_bytes}")
+    if opts.read_chunk_mb <= 0:
+        raise OptionError(f"--read_chunk_mb: must be positive, got {opts.read_chunk_mb}")
+    if not 0.0 <= opts.validation_fraction < 1.0:
+        raise OptionError(f"--validation_fraction: must be in [0, 1), got {opts.validation_fraction}")
+    if opts.num_shards < 0:
+        raise OptionError(f"--num_shards: must be >= 0, got {opts.num_shards}")
+    if opts.target_shard_mb <= 0:
+        raise OptionError(f"--target_shard_mb: must be positive, got {opts.target_shard_mb}")
+    if not 0.0 <= opts.max_dead_letter_fraction <= 1.0:
+        raise OptionError(
+            f"--max_dead_letter_fraction: must be in [0, 1], got {opts.max_dead_letter_fraction}")
+    if opts.spm_sample_docs <= 0:
+        raise OptionError(f"--spm_sample_docs: must be positive, got {opts.spm_sample_docs}")
+    if opts.spm_model_type not in ("unigram", "bpe", "char", "word"):
+        raise OptionError(f"--spm_model_type: unknown type {opts.spm_model_type!r}")
+    overrides = _load_json_arg("filter_config", opts.filter_config)
+    if opts.min_chars is not None:
+        overrides["min_chars"] = opts.min_chars
+    if opts.max_chars is not None:
+        overrides["max_chars"] = opts.max_chars
+    try:
+        filter_config = FilterConfig.from_dict(overrides)
+    except (TypeError, ValueError) as e:
+        raise OptionError(f"--filter_config: {e}") from e
+    if opts.tokenizer_model and "tokenize" in steps and not FileSystems.exists(opts.tokenizer_model):
+        raise OptionError(f"--tokenizer_model: no such file {opts.tokenizer_model!r}")
+    return {
+        "inputs": list(opts.input),
+        "output_dir": opts.output_dir,
+        "steps": steps,
+        "reader": {"text_field": opts.text_field, "id_field": opts.id_field,
+                   "max_doc_bytes": opts.max_doc_bytes, "chunk_bytes": opts.read_chunk_mb << 20},
+        "clean": {"html": opts.html, "main_content": not opts.keep_boilerplate},
+        "filter": filter_config.to_dict(),
+        "tokenizer": {"model": opts.tokenizer_model, "vocab_size": opts.vocab_size,
+                      "model_type": opts.spm_model_type, "sample_docs": opts.spm_sample_docs,
+                      "add_eos": not opts.no_eos},
+        "writer": {"validation_fraction": opts.validation_fraction, "num_shards": opts.num_shards,
+                   "target_shard_bytes": opts.target_shard_mb << 20},
+        "max_dead_letter_fraction": opts.max_dead_letter_fraction,
+    }
+
+
+def code_version() -> Dict[str, Any]:
+    from importlib import metadata
+
+    try:
+        version = metadata.version("beamtrain")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    commit = None
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                                text=True, timeout=5).stdout.strip() or None
+    except Exception:
+        pass
+    return {"beamtrain": version, "git_commit": commit, "apache_beam": beam.__version__}
+
+
+def clear_previous_output(output_dir: str) -> None:
+    """Remove what an earlier run left, so a stale COMPLETED or shard never survives."""
+    patterns = ["COMPLETED", "stats.json", "manifest.json", "data/*.tfrecord", "dead_letter/beam-temp-*",
+                "dead_letter/*.jsonl", "tokenizer/spm.model", "tokenizer/spm.vocab"]
+    stale = []
+    for pattern in patterns:
+        try:
+            matches = FileSystems.match([FileSystems.join(output_dir, pattern)])[0].metadata_list
+        except Exception:
+            continue
+        stale.extend(m.path for m in matches)
+    if stale:
+        logging.info("removing %d files of a previous run in %s", len(stale), output_dir)
+        FileSystems.delete(stale)
+
+
+def build_pipeline(p: beam.Pipeline, config: Dict[str, Any]) -> None:
+    """Add the text pipeline to ``p`` from a :func:`validate`d configuration."""
+    out = config["output_dir"]
+    steps = config["steps"]
+    counts = []
+    dead = []
+
+    read = p | "Read" >> ReadCorpus(config["inputs"], ReaderConfig(**config["reader"]))
+    records = read["records"]
+    counts.append(read["counts"])
+    dead.append(read["dead"])
+
+    if "clean" in steps:
+        cleaned = records | "Clean" >> Clean(CleanConfig(**config["clean"]))
+        records = cleaned.records
+        counts.append(cleaned[common.COUNTS])
+    if "filter" in steps:
+        kept = records | "Filter" >> QualityFilter(FilterConfig.from_dict(config["filter"]))
+        records = kept.records
+        counts.append(kept[common.COUNTS])
+    if "dedup" in steps:
+        deduped = records | "ExactDedup" >> ExactDedup()
+        records = deduped.records
+        counts.append(deduped[common.COUNTS])
+    tokenizer = p | "NoTokenizer" >> beam.Create([])
+    if "tokenize" in steps:
+        tcfg = config["tokenizer"]
+        tok_config = TokenizerConfig(
+            vocab_size=tcfg["vocab_size"], model_type=tcfg["model_type"],
+            sample_docs=tcfg["sample_docs"], add_eos=tcfg["add_eos"])
+        if tcfg["model"]:
+            tokenizer = p | "LoadTokenizer" >> LoadTokenizer(tcfg["model"], out)
+        else:
+            tokenizer = records | "TrainTokenizer" >> TrainTokenizer(tok_config, out)
+        records = records | "Tokenize" >> Encode(tokenizer, tok_config)
+
+    examples = records | "EncodeExamples" >> EncodeExamples(WriterConfig(**config["writer"]))
+    counts.append(examples[common.COUNTS])
+    shards = examples.examples | "WriteShards" >> WriteShards(out, WriterConfig(**config["writer"]))
+    counts.append(shards[common.COUNTS])
+
+    dead_files = (
+        dead
+        | "MergeDeadLetters" >> beam.Flatten()
+        | "DeadToJson" >> beam.Map(lambda e: json.dumps(e, sort_keys=True, ensure_ascii=False))
+        | "WriteDeadLetter" >> beam.io.WriteToText(
+            FileSystems.join(out, "dead_letter", "dead_letter"), file_name_suffix=".jsonl",
+            num_shards=1)
+    )
+    total_counts = (
+        counts
+        | "MergeCounts" >> beam.Flatten()
+        | "SumCounts" >> beam.CombinePerKey(sum)
+    )
+    _ = p | "Finalize" >> Finalize(
+        out, total_counts, shards.shards, read["files"], dead_files, tokenizer,
+        config=config, code_version=code_version(),
+        max_dead_letter_fraction=config["max_dead_letter_fraction"],
+        dataset_version=config.get("dataset_version"))
+
+
+def run(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Parse options, run the pipeline to completion, return stats.json's content."""
+    options = PipelineOptions(argv)
+    opts = options.view_as(TextPipelineOptions)
+    try:
+        config = validate(opts)
+    except OptionError as e:
+        sys.stderr.write(f"error: {e}\n")
+        raise SystemExit(2)
+    config["dataset_version"] = opts.dataset_version
+    options.view_as(SetupOptions).save_main_session = False
+    clear_previous_output(config["output_dir"])
+    runner = runner_for(options)
+    with beam.Pipeline(runner=runner, options=options) as p:
+        build_pipeline(p, config)
+    with FileSystems.open(FileSystems.join(config["output_dir"], "stats.json")) as f:
+        stats = json.loads(f.read())
+    out = config["output_dir"]
+    print(f"shards:      {FileSystems.join(out, 'data')}/")
+    print(f"stats:       {FileSystems.join(out, 'stats.json')}")
+    print(f"dead letter: {FileSystems.join(out, 'dead_letter')}/")
+    print(f"records in {stats['records_in']}, out {stats['records_out']}, "
+          f"filtered {sum(stats['filtered'].values())}, duplicates "
+          f"{sum(stats['duplicates'].values())}, dead letter {sum(stats['dead_letter'].values())}")
+    return stats
+
+
+if __name__ == "__main__":
+    logging.getLogger().setLevel(logging.INFO)
+    run()

@@ -1,0 +1,147 @@
+"""Shared pieces of every transform: records, stable hashes, drop accounting.
+
+A *record* is a plain dict flowing between the stages::
+
+    {"id": str, "text": str, "source": str, "position": int, "meta": {...}}
+
+``meta`` carries optional input fields (``url``, ``license``, ``html``).
+
+Every record that enters the pipeline is accounted for exactly once
+(DESIGN.md): it is either written, or counted under ``filtered``,
+``duplicates`` or ``dead_letter`` with a reason. DoFns count through
+:class:`CountingDoFn`, which keeps per-bundle tallies, mirrors them into Beam
+metrics (so a runner's UI shows them), and emits the tallies on the
+``counts`` side output in ``finish_bundle``: a handful of elements per bundle
+instead of one per dropped record.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+from typing import Any, Dict, Iterator, Optional, Tuple
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.transforms.window import GlobalWindows
+
+__all__ = [
+    "NAMESPACE",
+    "IN",
+    "OUT",
+    "FILTERED",
+    "DUPLICATES",
+    "DEAD_LETTER",
+    "COUNTS",
+    "DEAD",
+    "CountingDoFn",
+    "stable_hash64",
+    "text_fingerprint",
+    "dead_letter_entry",
+    "EXCERPT_CHARS",
+    "INFO",
+]
+
+NAMESPACE = "beamtrain"
+
+# Accounting kinds (the keys of stats.json).
+IN = "records_in"
+OUT = "records_out"
+FILTERED = "filtered"
+DUPLICATES = "duplicates"
+DEAD_LETTER = "dead_letter"
+# Informational tallies that are not part of the accounting identity.
+INFO = "info"
+
+# Side-output tags.
+COUNTS = "counts"
+DEAD = "dead"
+
+EXCERPT_CHARS = 200
+
+
+def stable_hash64(value: str) -> int:
+    """A 64-bit hash that is the same on every machine and Python process."""
+    return int.from_bytes(
+        hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big"
+    )
+
+
+def text_fingerprint(text: str) -> bytes:
+    """Hash of the normalized text used for exact deduplication.
+
+    Case and whitespace differences do not make two documents different.
+    """
+    normalized = " ".join(text.lower().split())
+    return hashlib.blake2b(normalized.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def _excerpt(raw: Any) -> str:
+    if raw is None:
+        return ""
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        raw = bytes(raw[: EXCERPT_CHARS * 4]).decode("utf-8", "backslashreplace")
+    text = str(raw)
+    # Lone surrogates cannot be written as UTF-8: escape them.
+    return text[:EXCERPT_CHARS].encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def dead_letter_entry(
+    source: str,
+    position: int,
+    reason: str,
+    detail: str = "",
+    raw: Any = None,
+    unit: str = "byte",
+    record_id: Optional[str] = None,
+) -> Dict[str, Any]:
+    """One dead-letter line: where the broken input was, why, and an excerpt."""
+    entry = {
+        "source": source,
+        "position": int(position),
+        "unit": unit,
+        "reason": reason,
+        "detail": _excerpt(detail)[:500] if detail else "",
+        "raw_excerpt": _excerpt(raw),
+    }
+    if record_id is not None:
+        entry["id"] = record_id
+    return entry
+
+
+class CountingDoFn(beam.DoFn):
+    """A DoFn that tallies outcomes and emits them on the ``counts`` output.
+
+    Subclasses call ``self.count(kind, reason)`` and ``self.dead(entry)``;
+    they must call ``super().start_bundle()`` / ``finish_bundle()`` if they
+    override them.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._tally: Dict[Tuple[str, str], int] = collections.Counter()
+        self._metrics: Dict[Tuple[str, str], Any] = {}
+
+    def start_bundle(self):
+        self._tally = collections.Counter()
+
+    def count(self, kind: str, reason: str, n: int = 1, metric: bool = True) -> None:
+        key = (kind, reason)
+        self._tally[key] += n
+        if not metric:
+            return
+        counter = self._metrics.get(key)
+        if counter is None:
+            counter = beam.metrics.Metrics.counter(NAMESPACE, f"{kind}.{reason}")
+            self._metrics[key] = counter
+        counter.inc(n)
+
+    def dead(self, entry: Dict[str, Any]) -> pvalue.TaggedOutput:
+        """Count a dead-letter entry and return the tagged output to yield."""
+        self.count(DEAD_LETTER, entry["reason"])
+        return pvalue.TaggedOutput(DEAD, entry)
+
+    def finish_bundle(self) -> Iterator[Any]:
+        for key, n in sorted(self._tally.items()):
+            yield pvalue.TaggedOutput(COUNTS, GlobalWindows.windowed_value((key, n)))
+        self._tally = collections.Counter()

@@ -1,0 +1,75 @@
+"""Exact deduplication on a hash of the normalized text.
+
+Records are keyed by :func:`transforms.common.text_fingerprint` (case and
+whitespace folded) and combined per key, keeping one survivor: the record with
+the smallest id (ties broken by source and position, so the choice never
+depends on arrival order or worker count). The combine is lifted before the
+shuffle, so each worker sends at most one record per distinct text.
+Every other member of a group is counted under ``duplicates.exact``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
+import apache_beam as beam
+
+from transforms import common
+from transforms.common import DUPLICATES
+
+__all__ = ["survivor_key", "KeepSmallestId", "ExactDedup"]
+
+
+def survivor_key(record: dict) -> Tuple[str, str, int]:
+    """Total order used to choose a survivor: smallest id wins."""
+    return (record["id"], record.get("source", ""), record.get("position", 0))
+
+
+# Accumulator: (best record or None, number of records seen)
+_Acc = Tuple[Optional[dict], int]
+
+
+class KeepSmallestId(beam.CombineFn):
+    """Keeps the record with the smallest :func:`survivor_key` and a count."""
+
+    def create_accumulator(self) -> _Acc:
+        return (None, 0)
+
+    def add_input(self, acc: _Acc, record: dict) -> _Acc:
+        best, n = acc
+        if best is None or survivor_key(record) < survivor_key(best):
+            best = record
+        return (best, n + 1)
+
+    def merge_accumulators(self, accs) -> _Acc:
+        best, total = None, 0
+        for cand, n in accs:
+            total += n
+            if cand is not None and (best is None or survivor_key(cand) < survivor_key(best)):
+                best = cand
+        return (best, total)
+
+    def extract_output(self, acc: _Acc) -> _Acc:
+        return acc
+
+
+class _EmitSurvivors(common.CountingDoFn):
+    def process(self, keyed: Tuple[Any, _Acc]):
+        _, (best, n) = keyed
+        if n > 1:
+            self.count(DUPLICATES, "exact", n - 1)
+        if best is not None:
+            yield best
+
+
+class ExactDedup(beam.PTransform):
+    """Records -> one survivor per normalized text; ``counts`` side output."""
+
+    def expand(self, records):
+        return (
+            records
+            | "KeyByTextHash" >> beam.Map(lambda r: (common.text_fingerprint(r["text"]), r))
+            | "KeepSmallestId" >> beam.CombinePerKey(KeepSmallestId())
+            | "EmitSurvivors" >> beam.ParDo(_EmitSurvivors()).with_outputs(
+                common.COUNTS, main="records")
+        )

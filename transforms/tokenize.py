@@ -1,0 +1,211 @@
+"""SentencePiece tokenization: train inside the pipeline, or load a model; encode in batches.
+
+Training sample: the ``sample_docs`` records with the smallest hash of their
+id (``Top.Smallest`` -- a deterministic sample whatever the order records
+arrive in), each cut to ``max_chars_per_doc``, split into lines, in hash
+order. The trainer runs single-threaded so the same sample gives the same
+model bytes. The model is written to ``DIR/tokenizer/spm.model`` (and a
+human-readable ``spm.vocab``) and passed to the encoders as a side input.
+
+Special ids are fixed: pad=0, unk=1, bos=2, eos=3. The normalization rule is
+``identity`` (the clean step already applied NFC) and byte fallback is on, so
+encoding never loses text: ``decode(encode(x)) == x``. Each document's ids end
+with eos when ``add_eos`` is set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from typing import Iterable, List, Optional, Tuple
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from transforms import common
+
+__all__ = ["TokenizerConfig", "train_sentencepiece", "vocab_text", "TrainTokenizer",
+           "LoadTokenizer", "Encode", "PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID"]
+
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizerConfig:
+    vocab_size: int = 8000
+    model_type: str = "unigram"
+    character_coverage: float = 0.9995
+    sample_docs: int = 20000
+    max_chars_per_doc: int = 20000
+    max_sentence_length: int = 16384
+    add_eos: bool = True
+    batch_size: int = 256
+
+    def __post_init__(self):
+        if self.vocab_size < 8:
+            raise ValueError(f"vocab_size must be at least 8, got {self.vocab_size}")
+        if self.model_type not in ("unigram", "bpe", "char", "word"):
+            raise ValueError(f"unknown SentencePiece model_type {self.model_type!r}")
+        if self.sample_docs <= 0:
+            raise ValueError(f"sample_docs must be positive, got {self.sample_docs}")
+
+
+def _sentences(docs: Iterable[str], max_len: int) -> Iterable[str]:
+    for doc in docs:
+        for line in doc.split("\n"):
+            line = line.strip()
+            if line:
+                # SentencePiece skips over-long sentences; keep their start instead.
+                yield line[: max_len // 4] if len(line.encode("utf-8")) > max_len else line
+
+
+def train_sentencepiece(docs: List[str], config: TokenizerConfig) -> bytes:
+    """Train a SentencePiece model on ``docs``; returns the serialized model."""
+    import sentencepiece as spm
+
+    if not any(d.strip() for d in docs):
+        raise ValueError("cannot train a tokenizer: no text survived the earlier steps")
+    buf = io.BytesIO()
+    try:
+        _train(spm, docs, config, buf)
+    except RuntimeError as e:
+        if "Vocabulary size" in str(e):
+            raise ValueError(
+                f"vocab_size={config.vocab_size} is too small for this corpus: {e}".strip()) from e
+        raise
+    return buf.getvalue()
+
+
+def _train(spm, docs, config, buf):
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(list(_sentences(docs, config.max_sentence_length))),
+        model_writer=buf,
+        vocab_size=config.vocab_size,
+        model_type=config.model_type,
+        character_coverage=config.character_coverage,
+        hard_vocab_limit=False,  # small corpora get a smaller vocabulary, not an error
+        byte_fallback=True,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        split_digits=True,
+        max_sentence_length=config.max_sentence_length,
+        shuffle_input_sentence=False,
+        num_threads=1,  # deterministic
+        pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+        minloglevel=2,
+    )
+
+
+def vocab_text(model: bytes) -> str:
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_proto=model)
+    return "".join(f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}\n" for i in range(sp.get_piece_size()))
+
+
+def _write_model(model: bytes, output_dir: str) -> str:
+    path = FileSystems.join(output_dir, "tokenizer", "spm.model")
+    with FileSystems.create(path) as f:
+        f.write(model)
+    with FileSystems.create(FileSystems.join(output_dir, "tokenizer", "spm.vocab")) as f:
+        f.write(vocab_text(model).encode("utf-8"))
+    return path
+
+
+class _TrainDoFn(beam.DoFn):
+    def __init__(self, config: TokenizerConfig, output_dir: str):
+        self._config = config
+        self._output_dir = output_dir
+
+    def process(self, sample: List[Tuple[int, str]]):
+        docs = [text for _, text in sorted(sample)]
+        model = train_sentencepiece(docs, self._config)
+        _write_model(model, self._output_dir)
+        yield model
+
+
+class TrainTokenizer(beam.PTransform):
+    """Records -> a one-element PCollection holding the trained model's bytes.
+
+    Yields nothing when no record reached the tokenizer.
+    """
+
+    def __init__(self, config: TokenizerConfig, output_dir: str):
+        super().__init__()
+        self._config = config
+        self._output_dir = output_dir
+
+    def expand(self, records):
+        cap = self._config.max_chars_per_doc
+        return (
+            records
+            | "SampleKey" >> beam.Map(lambda r: (common.stable_hash64(r["id"]), r["text"][:cap]))
+            | "DeterministicSample" >> beam.combiners.Top.Smallest(self._config.sample_docs)
+            | "DropEmptySample" >> beam.Filter(bool)
+            | "TrainSentencePiece" >> beam.ParDo(_TrainDoFn(self._config, self._output_dir))
+        )
+
+
+class LoadTokenizer(beam.PTransform):
+    """A model path -> its bytes (copied into DIR/tokenizer/ as well)."""
+
+    def __init__(self, model_path: str, output_dir: str):
+        super().__init__()
+        self._model_path = model_path
+        self._output_dir = output_dir
+
+    def expand(self, pbegin):
+        def load(path):
+            with FileSystems.open(path) as f:
+                model = f.read()
+            import sentencepiece as spm
+
+            spm.SentencePieceProcessor(model_proto=model)  # fails loudly if not a model
+            _write_model(model, self._output_dir)
+            return model
+
+        return pbegin | "ModelPath" >> beam.Create([self._model_path]) | "ReadModel" >> beam.Map(load)
+
+
+class _EncodeDoFn(beam.DoFn):
+    def __init__(self, add_eos: bool):
+        self._add_eos = add_eos
+        self._sp = None
+        self._model_digest = None
+
+    def _processor(self, model: bytes):
+        digest = hash(model)
+        if self._sp is None or digest != self._model_digest:
+            import sentencepiece as spm
+
+            self._sp = spm.SentencePieceProcessor(model_proto=model)
+            self._model_digest = digest
+        return self._sp
+
+    def process(self, batch: List[dict], model: bytes):
+        sp = self._processor(model)
+        ids = sp.encode([r["text"] for r in batch], out_type=int)
+        for record, token_ids in zip(batch, ids):
+            out = dict(record)
+            if self._add_eos:
+                token_ids.append(EOS_ID)
+            out["input_ids"] = token_ids
+            yield out
+
+
+class Encode(beam.PTransform):
+    """Records + model side input -> records with ``input_ids``."""
+
+    def __init__(self, model, config: TokenizerConfig):
+        super().__init__()
+        self._model = model
+        self._config = config
+
+    def expand(self, records):
+        return (
+            records
+            | "Batch" >> beam.BatchElements(
+                min_batch_size=8, max_batch_size=self._config.batch_size)
+            | "EncodeBatch" >> beam.ParDo(
+                _EncodeDoFn(self._config.add_eos), model=beam.pvalue.AsSingleton(self._model, default_value=None))
+        )

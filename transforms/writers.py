@@ -1,0 +1,291 @@
+"""Writers: tf.train.Example encoding, TFRecord shards, dead letter, stats, manifest.
+
+Examples are encoded by hand (the protobuf wire format of ``tf.train.Example``
+is four nested messages), so Beam workers never import TensorFlow; tests parse
+them back with TensorFlow. TFRecord framing uses google-crc32c's C CRC-32C.
+
+Sharding: a record's split is chosen by a hash of its id (stable across runs),
+its shard by another hash of its id, and records are sorted by id inside a
+shard, so the same records always give the same bytes, whatever the number
+of workers. The shard count of a split is ``num_shards`` when given, else one
+shard per ``target_shard_bytes`` of serialized examples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import struct
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from transforms import common
+from transforms.common import INFO, OUT
+
+__all__ = [
+    "WriterConfig",
+    "encode_example",
+    "tfrecord_frame",
+    "split_of",
+    "shard_of",
+    "shard_path",
+    "histogram_bucket",
+    "EncodeExamples",
+    "WriteShards",
+]
+
+TRAIN, VALIDATION = "train", "validation"
+HIST_TOKENS = "hist.tokens_per_doc"
+HIST_CHARS = "hist.chars_per_doc"
+
+
+@dataclasses.dataclass(frozen=True)
+class WriterConfig:
+    validation_fraction: float = 0.05
+    num_shards: int = 0  # 0 = from the data size
+    target_shard_bytes: int = 128 << 20
+
+    def __post_init__(self):
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ValueError(
+                f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        if self.num_shards < 0:
+            raise ValueError(f"num_shards must be >= 0, got {self.num_shards}")
+        if self.target_shard_bytes <= 0:
+            raise ValueError(f"target_shard_bytes must be positive, got {self.target_shard_bytes}")
+
+
+# --------------------------------------------------------------------------
+# tf.train.Example wire format
+
+
+def _varint(value: int) -> bytes:
+    if value < 0:
+        value += 1 << 64  # int64 negatives are 10-byte varints
+    out = bytearray()
+    while True:
+        bits = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(bits | 0x80)
+        else:
+            out.append(bits)
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field."""
+    return _varint((number << 3) | 2) + _varint(len(payload)) + payload
+
+
+def _bytes_feature(values: Sequence[bytes]) -> bytes:
+    # Feature.bytes_list = 1; BytesList.value = 1 (repeated bytes)
+    return _field(1, b"".join(_field(1, v) for v in values))
+
+
+def _int64_feature(values: Sequence[int]) -> bytes:
+    # Feature.int64_list = 3; Int64List.value = 1 (packed varints)
+    packed = b"".join(_varint(int(v)) for v in values)
+    return _field(3, _field(1, packed) if values else b"")
+
+
+def _float_feature(values: Sequence[float]) -> bytes:
+    # Feature.float_list = 2; FloatList.value = 1 (packed fixed32)
+    packed = struct.pack(f"<{len(values)}f", *values)
+    return _field(2, _field(1, packed) if values else b"")
+
+
+def encode_example(features: Dict[str, Any]) -> bytes:
+    """Serialize ``{name: bytes | str | [int] | [float] | [bytes]}`` as a tf.train.Example.
+
+    Keys are written sorted, so equal inputs give equal bytes.
+    """
+    entries = []
+    for name in sorted(features):
+        value = features[name]
+        if isinstance(value, str):
+            feature = _bytes_feature([value.encode("utf-8")])
+        elif isinstance(value, (bytes, bytearray)):
+            feature = _bytes_feature([bytes(value)])
+        elif isinstance(value, (list, tuple)) and value and isinstance(value[0], float):
+            feature = _float_feature(value)
+        elif isinstance(value, (list, tuple)) and value and isinstance(value[0], (bytes, str)):
+            feature = _bytes_feature([v.encode("utf-8") if isinstance(v, str) else v for v in value])
+        elif isinstance(value, (list, tuple)):
+            feature = _int64_feature(value)
+        elif isinstance(value, int):
+            feature = _int64_feature([value])
+        else:
+            raise TypeError(f"feature {name!r}: unsupported type {type(value).__name__}")
+        # Features.feature = 1 (map<string, Feature>: entry key = 1, value = 2)
+        entries.append(_field(1, _field(1, name.encode("utf-8")) + _field(2, feature)))
+    # Example.features = 1
+    return _field(1, b"".join(entries))
+
+
+def _masked_crc(data: bytes) -> int:
+    import google_crc32c
+
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def tfrecord_frame(data: bytes) -> bytes:
+    """One TFRecord: length, masked CRC of the length, data, masked CRC of the data."""
+    length = struct.pack("<Q", len(data))
+    return length + struct.pack("<I", _masked_crc(length)) + data + struct.pack(
+        "<I", _masked_crc(data))
+
+
+# --------------------------------------------------------------------------
+# Split, shard, histogram
+
+
+def split_of(record_id: str, validation_fraction: float) -> str:
+    bucket = common.stable_hash64("split:" + record_id) % 1_000_000
+    return VALIDATION if bucket < validation_fraction * 1_000_000 else TRAIN
+
+
+def shard_of(record_id: str, num_shards: int) -> int:
+    return common.stable_hash64("shard:" + record_id) % num_shards
+
+
+def shard_path(output_dir: str, split: str, index: int, num_shards: int) -> str:
+    return FileSystems.join(output_dir, "data", f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord")
+
+
+def histogram_bucket(value: int) -> int:
+    """Lower bound of ``value``'s bucket: exact below 16, then 8 buckets per octave."""
+    if value < 16:
+        return value
+    shift = value.bit_length() - 4
+    return (value >> shift) << shift
+
+
+def num_shards_for(total_bytes: int, records: int, config: WriterConfig) -> int:
+    if config.num_shards:
+        return config.num_shards
+    return max(1, min(records, math.ceil(total_bytes / config.target_shard_bytes)))
+
+
+# --------------------------------------------------------------------------
+# Beam transforms
+
+
+class _ToExample(common.CountingDoFn):
+    def __init__(self, config: WriterConfig):
+        super().__init__()
+        self._config = config
+
+    def process(self, record: dict):
+        rid = record["id"]
+        features: Dict[str, Any] = {"id": rid}
+        if "input_ids" in record:
+            features["input_ids"] = record["input_ids"]
+            self.count(HIST_TOKENS, str(histogram_bucket(len(record["input_ids"]))), metric=False)
+        else:
+            features["text"] = record["text"]
+        self.count(HIST_CHARS, str(histogram_bucket(len(record["text"]))), metric=False)
+        split = split_of(rid, self._config.validation_fraction)
+        yield (split, rid, encode_example(features), len(record.get("input_ids", ())),
+               len(record["text"].encode("utf-8")))
+
+
+class EncodeExamples(beam.PTransform):
+    """Records -> (split, id, serialized Example, n_tokens, n_text_bytes)."""
+
+    def __init__(self, config: WriterConfig):
+        super().__init__()
+        self._config = config
+
+    def expand(self, records):
+        return records | "ToExample" >> beam.ParDo(_ToExample(self._config)).with_outputs(
+            common.COUNTS, main="examples")
+
+
+class _AssignShard(beam.DoFn):
+    def __init__(self, config: WriterConfig):
+        self._config = config
+
+    def process(self, example, sizes: Dict[str, Tuple[int, int]]):
+        split, rid, data, _, _ = example
+        total, n = sizes[split]
+        shards = num_shards_for(total, n, self._config)
+        yield (split, shard_of(rid, shards), shards), example
+
+
+class _WriteShard(common.CountingDoFn):
+    def __init__(self, output_dir: str):
+        super().__init__()
+        self._output_dir = output_dir
+
+    def process(self, keyed):
+        (split, index, shards), examples = keyed
+        examples = sorted(examples, key=lambda e: (e[1], e[2]))
+        path = shard_path(self._output_dir, split, index, shards)
+        digest = hashlib.sha256()
+        size = tokens = text_bytes = 0
+        with FileSystems.create(path) as f:
+            for _, _, data, n_tokens, n_bytes in examples:
+                frame = tfrecord_frame(data)
+                f.write(frame)
+                digest.update(frame)
+                size += len(frame)
+                tokens += n_tokens
+                text_bytes += n_bytes
+        self.count(OUT, split, len(examples))
+        self.count(INFO, f"tokens.{split}", tokens)
+        self.count(INFO, f"text_bytes.{split}", text_bytes)
+        yield {"split": split, "index": index, "num_shards": shards, "path": path,
+               "records": len(examples), "bytes": size, "sha256": digest.hexdigest()}
+
+
+class WriteShards(beam.PTransform):
+    """Encoded examples -> shard files; outputs one info dict per written shard."""
+
+    def __init__(self, output_dir: str, config: WriterConfig):
+        super().__init__()
+        self._output_dir = output_dir
+        self._config = config
+
+    def expand(self, examples):
+        sizes = (
+            examples
+            | "SizeOf" >> beam.Map(lambda e: (e[0], (len(e[2]) + 16, 1)))
+            | "SizePerSplit" >> beam.CombinePerKey(
+                lambda values: tuple(map(sum, zip(*values))) if values else (0, 0))
+        )
+        return (
+            examples
+            | "AssignShard" >> beam.ParDo(_AssignShard(self._config), sizes=beam.pvalue.AsDict(sizes))
+            | "GroupShards" >> beam.GroupByKey()
+            | "WriteShard" >> beam.ParDo(_WriteShard(self._output_dir)).with_outputs(
+                common.COUNTS, main="shards")
+        )
+
+
+def write_empty_shards(output_dir: str, shards: List[dict]) -> List[dict]:
+    """Create the shards that hashing left empty, so every ``-of-N`` set is complete."""
+    by_split: Dict[str, Tuple[int, set]] = {}
+    for info in shards:
+        n, seen = by_split.setdefault(info["split"], (info["num_shards"], set()))
+        seen.add(info["index"])
+    created = []
+    empty_sha = hashlib.sha256(b"").hexdigest()
+    for split, (n, seen) in sorted(by_split.items()):
+        for index in range(n):
+            if index not in seen:
+                path = shard_path(output_dir, split, index, n)
+                with FileSystems.create(path):
+                    pass
+                created.append({"split": split, "index": index, "num_shards": n, "path": path,
+                                "records": 0, "bytes": 0, "sha256": empty_sha})
+    return created
+
+
+def json_dumps(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
