@@ -1,0 +1,34 @@
+# make demo / make test / make bench: each builds .venv first (reused while
+# setup.py is unchanged), installs the package from setup.py, then runs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-test
+BENCH_STAMP := $(VENV)/.installed-bench
+DEMO_OUT ?= demo_out
+
+.PHONY: venv demo test bench clean
+
+$(STAMP): setup.py
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	@touch $@
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m beam_pipelines.demo --output_dir $(DEMO_OUT)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+bench: $(BENCH_STAMP)
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf $(DEMO_OUT) .pytest_cache build *.egg-info

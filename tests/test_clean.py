@@ -1,0 +1,97 @@
+import unicodedata
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from transforms import clean
+from transforms.clean import Cleaner, CleanConfig, clean_text, html_to_text
+
+PAGE = """<!doctype html><html><head><title>Classes</title><script>var x = 1;</script></head>
+<body><div class="nav"><ul><li><a href="/">Home</a></li><li><a href="/next">Next topic</a></li></ul></div>
+<div class="body" role="main"><h1>9. Classes</h1>
+<p>Classes provide a means of bundling data and functionality together. Creating a new class
+creates a new type of object, allowing new instances of that type to be made.</p>
+<p>Each class instance can have attributes attached to it for maintaining its state. Class
+instances can also have methods for modifying its state.</p></div>
+<div class="footer">&copy; Copyright 2001-2024, Python Software Foundation. Last updated on Jan 01.</div>
+</body></html>"""
+
+
+def test_html_main_content_without_boilerplate():
+    text = html_to_text(PAGE)
+    assert "Classes provide a means of bundling data" in text
+    assert "var x = 1" not in text
+    assert "Copyright 2001-2024" not in text
+    assert "Next topic" not in text
+
+
+def test_mojibake_repaired():
+    assert clean_text("The cafÃ© served crÃ¨me brÃ»lÃ©e â€” delicious.") == \
+        "The café served crème brûlée — delicious."
+
+
+def test_controls_nul_and_whitespace():
+    raw = "  Hello\x00 world\x07!\r\n\r\n\r\n\r\nNext\u00a0\u00a0para\tgraph \u2028end\ufeff  "
+    assert clean_text(raw) == "Hello world!\n\nNext para graph\nend"
+
+
+def test_nfc_normalization():
+    decomposed = "Cafe\u0301 and re\u0301sume\u0301"
+    out = clean_text(decomposed)
+    assert out == unicodedata.normalize("NFC", decomposed)
+    assert unicodedata.is_normalized("NFC", out)
+
+
+def test_ansi_escapes_removed():
+    assert clean_text("\x1b[31mred\x1b[0m text") == "red text"
+
+
+def test_ascii_fast_path_never_calls_ftfy(monkeypatch):
+    import ftfy
+
+    def boom(*a, **k):
+        raise AssertionError("ftfy called on ASCII text")
+
+    monkeypatch.setattr(ftfy, "fix_text", boom)
+    assert clean_text("Plain   ASCII\x00 text.") == "Plain ASCII text."
+    # Clean non-ASCII text that is not mojibake takes the fast path too.
+    assert clean_text("naïve café — “quoted”") == "naïve café — “quoted”"
+
+
+def test_cleaner_drops_empty_documents():
+    rec = {"id": "a", "text": "<html><body><script>x()</script></body></html>", "meta": {"html": True}}
+    out, reason = Cleaner()(rec)
+    assert out is None and reason == "empty_after_clean"
+
+
+def test_cleaner_respects_html_mode():
+    rec = {"id": "a", "text": "<p>a &lt; b</p>", "meta": {"html": False}}
+    out, _ = Cleaner(CleanConfig(html="never"))(rec)
+    assert out["text"] == "<p>a &lt; b</p>"
+    out, _ = Cleaner(CleanConfig(html="always"))(rec)
+    assert out["text"] == "a < b"
+    with pytest.raises(ValueError):
+        CleanConfig(html="sometimes")
+
+
+def test_html_then_text_is_stable():
+    text = clean_text(html_to_text(PAGE))
+    assert clean_text(text) == text
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200))
+def test_clean_text_idempotent_on_any_text(text):
+    once = clean_text(text)
+    assert clean_text(once) == once
+
+
+MOJIBAKE_SOURCE = st.text(alphabet="abcdeéèàçüöñ’“”—– .,\n", max_size=80)
+
+
+@settings(max_examples=200, deadline=None)
+@given(MOJIBAKE_SOURCE)
+def test_clean_text_idempotent_on_mojibake(text):
+    damaged = text.encode("utf-8").decode("cp1252", errors="replace")
+    once = clean_text(damaged)
+    assert clean_text(once) == once

@@ -1,0 +1,36 @@
+import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from transforms import common
+from transforms.dedup import ExactDedup
+
+
+def _rec(rid, text):
+    return {"id": rid, "text": text, "source": "s", "position": 0, "meta": {}}
+
+
+def test_one_survivor_per_text_smallest_id(local_runner):
+    records = [
+        _rec("b", "Same text here."), _rec("a", "same   TEXT here."), _rec("c", "Same text here."),
+        _rec("z", "Unique one."), _rec("y", "Another unique."), _rec("m", "another unique."),
+    ]
+    p = TestPipeline(runner=local_runner)
+    out = p | beam.Create(records) | ExactDedup()
+    assert_that(out.records | "Ids" >> beam.Map(lambda r: r["id"]), equal_to(["a", "z", "m"]),
+                label="survivors")
+    assert_that(out[common.COUNTS] | beam.CombinePerKey(sum),
+                equal_to([((common.DUPLICATES, "exact"), 3)]), label="counts")
+    result = p.run()
+    result.wait_until_finish()
+    counters = result.metrics().query(MetricsFilter().with_name("duplicates.exact"))["counters"]
+    assert sum(c.committed for c in counters) == 3
+
+
+def test_survivor_does_not_depend_on_order(local_runner):
+    records = [_rec(f"id{i:03d}", "dup text") for i in range(50)]
+    for order in (records, list(reversed(records))):
+        with TestPipeline(runner=local_runner) as p:
+            out = p | beam.Create(order) | ExactDedup()
+            assert_that(out.records | beam.Map(lambda r: r["id"]), equal_to(["id000"]))
