@@ -274,59 +274,143 @@ def record_from_mapping(
 Event = Tuple[str, Any]
 
 
+class TruncatedStream(EOFError):
+    """A compressed stream ended in the middle of a frame."""
+
+
+class _ZstdStream:
+    """Zstandard frames decompressed one input chunk at a time.
+
+    zstandard's stream reader ends quietly when a file is cut inside a frame;
+    this reader notices, so the loss is reported instead of silent.
+    """
+
+    def __init__(self, raw):
+        import zstandard
+
+        self._zstd = zstandard
+        self._raw = raw
+        self._obj = zstandard.ZstdDecompressor().decompressobj()
+        self._pending = b""
+        self._fed = False
+
+    def read1(self, size: int = -1) -> bytes:
+        while True:
+            if self._pending:
+                data = self._pending
+                self._pending = b""
+            else:
+                data = self._raw.read(1 << 16)
+                if not data:
+                    if self._fed and not self._obj.eof:
+                        raise TruncatedStream("zstd stream ends inside a frame")
+                    return b""
+            self._fed = True
+            out = self._obj.decompress(data)
+            if self._obj.eof:
+                # Next frame (files may hold several, as zstd -T does).
+                self._pending = self._obj.unused_data
+                self._obj = self._zstd.ZstdDecompressor().decompressobj()
+                self._fed = False
+            if out:
+                return out
+
+    read = read1
+
+
 def _decompressed(raw, compression: str):
     if compression == GZIP:
         return gzip.GzipFile(fileobj=raw, mode="rb")
     if compression == ZSTD:
-        import zstandard
-
-        return io.BufferedReader(
-            zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True), 1 << 20)
+        return _ZstdStream(raw)
     return raw
 
 
 _STREAM_ERRORS = (EOFError, zlib.error, OSError, ValueError)
 
 
+class _TooLong:
+    """Marker for a line longer than the cap (its head is kept for the excerpt)."""
+
+    def __init__(self, head: bytes, length: int):
+        self.head = head
+        self.length = length
+
+
+def _iter_lines(stream, offset: int, limit: int, errors: tuple):
+    """Yield ``(offset, line)`` from a byte stream, in 64 KB reads.
+
+    Lines longer than ``limit`` come as ``(offset, _TooLong)`` and are never held
+    whole. When the stream fails (truncated or corrupt compression), every
+    complete line before the failure is yielded first, then ``(offset, exc)``
+    for the unreadable remainder.
+    """
+    buf = bytearray()
+    skipping = None  # (offset, head, length) of an over-long line being skipped
+    # read1 returns what one step of decompression gives, so a failure loses
+    # at most the last compressed block, not the whole read.
+    read = getattr(stream, "read1", stream.read)
+    while True:
+        try:
+            chunk = read(1 << 16)
+        except errors as e:
+            if skipping is not None:
+                yield skipping[0], _TooLong(skipping[1], skipping[2] + len(buf))
+                offset += len(buf)
+            yield offset, e
+            return
+        if not chunk:
+            if skipping is not None:
+                yield skipping[0], _TooLong(skipping[1], skipping[2] + len(buf))
+            elif buf:
+                yield offset, bytes(buf)
+            return
+        buf += chunk
+        start = 0
+        while True:
+            nl = buf.find(b"\n", start)
+            if nl == -1:
+                break
+            if skipping is not None:
+                yield skipping[0], _TooLong(skipping[1], skipping[2] + nl + 1 - start)
+                offset += nl + 1 - start
+                skipping = None
+            else:
+                yield offset, bytes(buf[start:nl + 1])
+                offset += nl + 1 - start
+            start = nl + 1
+        del buf[:start]
+        if len(buf) > limit:
+            if skipping is None:
+                skipping = (offset, bytes(buf[:1024]), 0)
+            skipping = (skipping[0], skipping[1], skipping[2] + len(buf))
+            offset += len(buf)
+            buf.clear()
+
+
 def iter_jsonl(task: ReadTask, config: ReaderConfig) -> Iterator[Event]:
     limit = config.max_doc_bytes + 65536
+    errors = _STREAM_ERRORS + _zstd_error()
     with _open_raw(task.path) as raw:
         stream = _decompressed(raw, task.compression)
         offset = 0
         if task.start > 0:
-            # Our range starts mid-line? The line belongs to the previous range.
-            stream.seek(task.start - 1)
-            offset = task.start - 1
-            skipped = stream.readline()
-            offset += len(skipped)
+            # A line that starts before our range belongs to the previous range.
+            raw.seek(task.start - 1)
+            offset = task.start - 1 + len(raw.readline())
         end = task.end if task.end >= 0 else None
-        zst_error = _zstd_error()
-        while end is None or offset < end:
-            position = offset
-            try:
-                line = stream.readline(limit + 1)
-            except (_STREAM_ERRORS + zst_error) as e:
+        for position, line in _iter_lines(stream, offset, limit, errors):
+            if end is not None and position >= end:
+                return
+            if isinstance(line, Exception):
                 yield "dead", common.dead_letter_entry(
                     task.path, position, "truncated_or_corrupt_stream",
-                    f"{type(e).__name__}: {e}; records before this offset were kept")
+                    f"{type(line).__name__}: {line}; records before this offset were kept")
                 return
-            if not line:
-                return
-            offset += len(line)
-            if len(line) > limit and not line.endswith(b"\n"):
-                # Oversized line: skip the rest of it without holding it in memory.
-                head = line
-                try:
-                    while True:
-                        more = stream.readline(1 << 20)
-                        offset += len(more)
-                        if not more or more.endswith(b"\n"):
-                            break
-                except (_STREAM_ERRORS + zst_error):
-                    pass
+            if isinstance(line, _TooLong):
                 yield "dead", common.dead_letter_entry(
                     task.path, position, "too_large",
-                    f"line of {offset - position} bytes exceeds the cap", head)
+                    f"line of {line.length} bytes exceeds the cap", line.head)
                 continue
             if not line.strip():
                 continue
@@ -507,15 +591,15 @@ def iter_text(task: ReadTask, config: ReaderConfig) -> Iterator[Event]:
             yield "dead", common.dead_letter_entry(
                 task.path, 0, "truncated_or_corrupt_stream", f"{type(e).__name__}: {e}", unit="file")
             return
-    if len(data) > config.max_doc_bytes:
-        yield "dead", common.dead_letter_entry(
-            task.path, 0, "too_large", f"file exceeds max_doc_bytes={config.max_doc_bytes}", data, unit="file")
-        return
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     if _is_binary(data):
         yield "dead", common.dead_letter_entry(
             task.path, 0, "binary_file", "NUL or control bytes: not a text file", data, unit="file")
+        return
+    if len(data) > config.max_doc_bytes:
+        yield "dead", common.dead_letter_entry(
+            task.path, 0, "too_large", f"file exceeds max_doc_bytes={config.max_doc_bytes}", data, unit="file")
         return
     try:
         text = data.decode("utf-8")
