@@ -21,6 +21,8 @@ INSTALL_REQUIRES = [
     "fastwarc==2.0.0",
     # .zst JSONL inputs.
     "zstandard>=0.22",
+    # JSONL parsing: faster than json, strict UTF-8, bounded nesting depth.
+    "orjson>=3.9",
 ]
 
 EXTRAS = {

@@ -1,0 +1,1 @@
+"""The tf.data trainer that reads beamtrain's shards (input pipeline, model, train loop)."""
