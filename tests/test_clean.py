@@ -95,3 +95,16 @@ def test_clean_text_idempotent_on_mojibake(text):
     damaged = text.encode("utf-8").decode("cp1252", errors="replace")
     once = clean_text(damaged)
     assert clean_text(once) == once
+
+
+TRICKY = st.text(
+    alphabet=list("aeAE ,.\n\r\t\x00\x07\x1b[31m\x85\x9c\x80\xa0\u2000\u3000\u0301\u0303Ã©â€™Â¶\ufb01\ufeff\u2028"),
+    max_size=60)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(TRICKY)
+def test_clean_text_idempotent_on_tricky_characters(text):
+    once = clean_text(text)
+    assert clean_text(once) == once
+    assert "\x00" not in once and "\r" not in once and "  " not in once
