@@ -27,7 +27,8 @@ INSTALL_REQUIRES = [
 
 EXTRAS = {
     "test": ["pytest>=8", "hypothesis>=6.100"],
-    "bench": ["datatrove==0.10.1", "rensa==0.5.0"],
+    # spacy: datatrove's Gopher filters split English words with it.
+    "bench": ["datatrove==0.10.1", "spacy>=3.7", "rensa==0.5.0"],
 }
 
 setuptools.setup(

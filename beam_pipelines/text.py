@@ -93,7 +93,7 @@ class TextPipelineOptions(PipelineOptions):
         parser.add_argument("--id_field", default="id", help="JSONL/Parquet id field.")
         parser.add_argument("--max_doc_bytes", type=int, default=1 << 20,
                             help="Documents larger than this go to the dead letter.")
-        parser.add_argument("--read_chunk_mb", type=int, default=64,
+        parser.add_argument("--read_chunk_mb", type=int, default=16,
                             help="Plain JSONL files are read in byte ranges of this size.")
         parser.add_argument("--html", default="auto", choices=["auto", "always", "never"],
                             help="Treat text as HTML: auto (content type or sniffing), always, never.")

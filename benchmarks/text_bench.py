@@ -24,7 +24,9 @@ all), repeated with a per-copy marker to the requested size.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
+import io
 import json
 import os
 import shutil
@@ -112,9 +114,11 @@ def bench_beam(path: str, workers: int = 1) -> float:
     args = ["--input", path, "--output_dir", out, "--steps", "clean,filter", "--html", "never",
             "--max_dead_letter_fraction", "1"]
     if workers > 1:
-        args += ["--direct_num_workers", str(workers), "--direct_running_mode", "multi_processing"]
+        args += ["--direct_num_workers", str(workers), "--direct_running_mode", "multi_processing",
+                 "--read_chunk_mb", "1"]
     t0 = time.perf_counter()
-    stats = text.run(args)
+    with contextlib.redirect_stdout(io.StringIO()):
+        stats = text.run(args)
     elapsed = time.perf_counter() - t0
     assert stats["accounting"]["holds"]
     shutil.rmtree(out, ignore_errors=True)
@@ -129,6 +133,9 @@ def bench_datatrove(path: str) -> Dict[str, float]:
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.writers import JsonlWriter
 
+    from loguru import logger
+
+    logger.remove()  # datatrove's per-step report goes to stderr otherwise
     docs = load_docs(path)
     size = sum(len(d.encode("utf-8")) for d in docs)
     work = tempfile.mkdtemp(prefix="bench-dt-")

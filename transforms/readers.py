@@ -73,7 +73,7 @@ class ReaderConfig:
     # Documents (and raw JSONL lines / files) larger than this are dead-lettered.
     max_doc_bytes: int = 1 << 20
     # Plain JSONL files are split into byte ranges of this size.
-    chunk_bytes: int = 64 << 20
+    chunk_bytes: int = 16 << 20
 
     def __post_init__(self):
         if self.max_doc_bytes <= 0:

@@ -1,0 +1,30 @@
+"""`make bench`: every side-by-side benchmark, one after the other, in one run.
+
+    python -m benchmarks.run [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller corpora, for a smoke run")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("datatrove").setLevel(logging.ERROR)
+    from benchmarks import text_bench
+
+    text_bench.main(["--mb", "2" if args.quick else "16", "--datatrove_mb", "0.5" if args.quick else "2"])
+
+
+if __name__ == "__main__":
+    main()
