@@ -151,7 +151,8 @@ def bench_datatrove(path: str) -> Dict[str, float]:
         ],
         tasks=1, workers=1, logging_dir=os.path.join(work, "logs"))
     t0 = time.perf_counter()
-    executor.run()
+    with contextlib.redirect_stderr(io.StringIO()):  # its per-step report
+        executor.run()
     pipeline_s = time.perf_counter() - t0
     steps = [FTFYFormatter(), GopherRepetitionFilter(), GopherQualityFilter(), C4QualityFilter()]
     steps[1].filter(Document(text=docs[0], id="warm"))  # load the word tokenizer outside the timing

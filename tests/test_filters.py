@@ -643,3 +643,18 @@ def test_c4_keeps_one_blank_line_per_paragraph_break():
                                            c4_min_sentences=0))(doc)
     assert reason is None
     assert text == GOOD_PARAGRAPHS[0] + "\n\n" + GOOD_PARAGRAPHS[1]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(list("ab Z9_'’.²½é-#…\u0301\n") + ["x1", "3.5", "don't"]),
+                max_size=40).map("".join))
+def test_word_and_alpha_counts_match_their_regex_definitions(text):
+    from transforms import filters
+
+    res = filters._UNICODE_RES
+    tokens = res["token"].findall(text)
+    words = [t for t in tokens if t[0].isalnum() or t[0] == "_"]
+    assert words == res["word"].findall(text)
+    n_alpha = sum(1 for t in words if t.isalpha() or not (
+        t.isdecimal() or filters._NO_LETTER_RE.fullmatch(t)))
+    assert n_alpha == len(res["alpha"].findall(text))

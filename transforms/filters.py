@@ -174,6 +174,7 @@ _PATTERNS = {
 _UNICODE_RES = {k: re.compile(v) for k, v in _PATTERNS.items()}
 _ASCII_RES = {k: re.compile(v, re.ASCII) for k, v in _PATTERNS.items()}
 _TOKEN_RE = _UNICODE_RES["token"]
+_NO_LETTER_RE = re.compile(r"[\d_'’.]+")
 
 # A sentence end inside a line: terminal mark (not part of "..."), optional
 # closing quotes/brackets, whitespace, then more text.  Not after a few common
@@ -586,7 +587,9 @@ class TextFilter:
         if tokens is None:
             tokens = res["token"].findall(text)
         n_tok = len(tokens)
-        words = res["word"].findall(text)  # non-symbol tokens
+        # Non-symbol tokens: a token is a word exactly when its first character
+        # is a word character (\w is str.isalnum() or "_"), so no second regex pass.
+        words = [t for t in tokens if t[0].isalnum() or t[0] == "_"]
         n_words = len(words)
 
         if self._min_words and n_words < self._min_words:
@@ -620,7 +623,11 @@ class TextFilter:
                     return "gopher_ellipsis_lines"
 
         if self._min_alpha and n_tok:
-            if len(res["alpha"].findall(text)) / n_tok < self._min_alpha:
+            # Word tokens with a letter ([^\W\d_]): all-letter tokens, and the
+            # rest unless made only of decimal digits, "_" and the joiners.
+            n_alpha = sum(1 for t in words if t.isalpha() or not (
+                t.isdecimal() or _NO_LETTER_RE.fullmatch(t)))
+            if n_alpha / n_tok < self._min_alpha:
                 return "gopher_alpha_words"
         if self._min_stop:
             present = self._stop.intersection(first_seen if first_seen is not None else tokens)
