@@ -194,3 +194,17 @@ def test_parse_steps_orders_and_defaults():
     assert text.parse_steps("tokenize,clean") == ["clean", "tokenize"]
     with pytest.raises(text.OptionError):
         text.parse_steps("clean,clean")
+
+
+def test_everything_filtered_still_completes_with_empty_splits(tmp_path):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / "short.jsonl").write_text("\n".join(json.dumps({"text": f"Too short {i}."}) for i in range(5)))
+    out = tmp_path / "out"
+    stats = run_text([str(inp / "*.jsonl")], out)
+    assert_accounting(stats, out)
+    assert stats["records_out"] == 0 and sum(stats["filtered"].values()) == 5
+    assert (out / "COMPLETED").exists()
+    assert sorted(os.listdir(out / "data")) == ["train-00000-of-00001.tfrecord",
+                                                "validation-00000-of-00001.tfrecord"]
+    assert json.loads((out / "manifest.json").read_text())["tokenizer"] is None

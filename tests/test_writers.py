@@ -66,3 +66,16 @@ def test_num_shards_for_data_size():
     assert writers.num_shards_for(10_500, 1000, writers.WriterConfig(num_shards=4)) == 4
     with pytest.raises(ValueError):
         writers.WriterConfig(validation_fraction=1.5)
+
+
+def test_empty_shards_complete_every_split(tmp_path):
+    out = str(tmp_path)
+    (tmp_path / "data").mkdir()
+    written = [{"split": "train", "index": 1, "num_shards": 3, "path": "x", "records": 5,
+                "bytes": 10, "sha256": "s"}]
+    created = writers.write_empty_shards(out, written, ["train", "validation"])
+    names = sorted(c["path"].rsplit("/", 1)[1] for c in created)
+    assert names == ["train-00000-of-00003.tfrecord", "train-00002-of-00003.tfrecord",
+                     "validation-00000-of-00001.tfrecord"]
+    assert all(c["records"] == 0 and c["sha256"] == hashlib.sha256(b"").hexdigest() for c in created)
+    assert list(tf.data.TFRecordDataset(str(tmp_path / "data" / "validation-00000-of-00001.tfrecord"))) == []

@@ -107,6 +107,7 @@ class _FinalizeDoFn(beam.DoFn):
     def __init__(self, output_dir: str, config: Dict[str, Any], code_version: Dict[str, Any],
                  max_dead_letter_fraction: float, dataset_version: Optional[str]):
         self._output_dir = output_dir
+        self._validation = bool(config.get("writer", {}).get("validation_fraction", 0))
         self._config = config
         self._code_version = code_version
         self._max_dead = max_dead_letter_fraction
@@ -115,7 +116,8 @@ class _FinalizeDoFn(beam.DoFn):
     def process(self, _, counts, shards, files, dead_files, tokenizer):
         counts = sum_counts(counts)
         stats = build_stats(counts)
-        shards = list(shards) + writers.write_empty_shards(self._output_dir, list(shards))
+        splits = [writers.TRAIN] + ([writers.VALIDATION] if self._validation else [])
+        shards = list(shards) + writers.write_empty_shards(self._output_dir, list(shards), splits)
         shards.sort(key=lambda s: (s["split"], s["index"]))
         stats["splits"] = {}
         for s in shards:

@@ -36,7 +36,7 @@ class TokenizerConfig:
     model_type: str = "unigram"
     character_coverage: float = 0.9995
     sample_docs: int = 20000
-    max_chars_per_doc: int = 20000
+    max_chars_per_doc: int = 5000  # bounds the sample's memory: sample_docs x this
     max_sentence_length: int = 16384
     add_eos: bool = True
     batch_size: int = 256

@@ -268,11 +268,18 @@ class WriteShards(beam.PTransform):
         )
 
 
-def write_empty_shards(output_dir: str, shards: List[dict]) -> List[dict]:
-    """Create the shards that hashing left empty, so every ``-of-N`` set is complete."""
-    by_split: Dict[str, Tuple[int, set]] = {}
+def write_empty_shards(output_dir: str, shards: List[dict],
+                       splits: Sequence[str] = ()) -> List[dict]:
+    """Create the shards that hashing left empty, so every ``-of-N`` set is complete.
+
+    A split in ``splits`` that got no record at all gets one empty shard, so
+    readers always find every split.
+    """
+    by_split: Dict[str, Tuple[int, set]] = {split: (1, set()) for split in splits}
     for info in shards:
-        n, seen = by_split.setdefault(info["split"], (info["num_shards"], set()))
+        n, seen = by_split.get(info["split"], (info["num_shards"], set()))
+        if not seen:
+            by_split[info["split"]] = (info["num_shards"], seen)
         seen.add(info["index"])
     created = []
     empty_sha = hashlib.sha256(b"").hexdigest()
