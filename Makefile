@@ -23,6 +23,10 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m beam_pipelines.demo --output_dir $(DEMO_OUT)
+	rm -rf $(DEMO_OUT)/model
+	$(PY) -m trainer.train --data_dir $(DEMO_OUT) --model_dir $(DEMO_OUT)/model \
+		--steps 40 --batch_size 16 --seq_len 128 --layers 2 --width 128 --heads 4 \
+		--cpu_replicas 2 --checkpoint_every 20 --verbose 2
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

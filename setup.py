@@ -8,6 +8,8 @@ import setuptools
 INSTALL_REQUIRES = [
     "apache-beam[gcp]==2.77.0",
     "tensorflow==2.21.0",
+    # TensorBoard summaries of the trainer (tensorflow 2.21 no longer pulls it in).
+    "tensorboard>=2.20",
     "tensorflow-datasets==4.9.10",
     "pyarrow>=17,<27",
     "datasketch==2.0.0",

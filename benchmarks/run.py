@@ -24,6 +24,28 @@ def main(argv=None) -> None:
     from benchmarks import text_bench
 
     text_bench.main(["--mb", "2" if args.quick else "16", "--datatrove_mb", "0.5" if args.quick else "2"])
+    print()
+    input_bench(quick=args.quick)
+
+
+def input_bench(quick: bool = False) -> None:
+    """The trainer's tf.data input on the demo corpus's shards (built here, offline)."""
+    import contextlib
+    import io
+    import shutil
+    import tempfile
+
+    from beam_pipelines import demo, text
+    from trainer import input_bench as bench
+
+    out = tempfile.mkdtemp(prefix="bench-input-")
+    argv = []
+    for pattern in demo.sample_inputs():
+        argv += ["--input", pattern]
+    with contextlib.redirect_stdout(io.StringIO()):
+        text.run(argv + ["--output_dir", out, "--vocab_size", "4000"])
+    bench.main(["--data_dir", out, "--batches", "300" if quick else "1500"])
+    shutil.rmtree(out, ignore_errors=True)
 
 
 if __name__ == "__main__":

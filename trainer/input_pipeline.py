@@ -1,0 +1,371 @@
+"""tf.data input for beamtrain shards: interleave, shuffle, batch-parse, bucket or pack, prefetch.
+
+The shards are those of the text pipeline's output contract (DESIGN.md):
+``DIR/data/{split}-SSSSS-of-NNNNN.tfrecord`` holding ``tf.train.Example`` with
+``id`` and ``input_ids``. Each element this module yields is::
+
+    ({"tokens": int32[B, T], "segment_ids": int32[B, T], "positions": int32[B, T]},
+     targets int32[B, T], weights float32[B, T])
+
+for causal language modelling: ``targets`` are the next tokens, ``weights``
+are 1 where a target is a real next token of the same segment, 0 on padding
+and across packed-segment boundaries. ``segment_ids`` are 0 on padding.
+
+Steps, in order:
+
+1. list the split's shard files; shuffle their order with a seed;
+2. shard per input pipeline (``tf.distribute.InputContext``): by file when
+   there are at least as many files as pipelines, otherwise by record after
+   reading (the fallback when auto-sharding by file cannot work);
+3. ``interleave`` TFRecord readers (``cycle_length``, parallel calls,
+   ``deterministic`` a flag); optional ``cache``; ``shuffle``; ``repeat`` for
+   training;
+4. parse in batches of records (``tf.io.parse_example`` with a
+   ``RaggedFeature``), never one record at a time;
+5. cut documents longer than ``seq_len + 1`` tokens into pieces of
+   ``seq_len + 1`` (vectorised on the ragged batch: no token is dropped);
+6. batch, one of:
+
+   * ``bucket`` (default) -- length bucketing done on whole windows: windows
+     of ``bucket_window * B`` pieces are sorted by length and cut into batches
+     of B, each padded to its own longest piece (dynamic padding), and the
+     batches shuffled. Vectorised, so it costs far less per piece than
+     per-element bucketing;
+   * ``tf_bucket`` -- ``tf.data``'s ``bucket_by_sequence_length`` with dynamic
+     padding, the boundaries derived from the token-length histogram in
+     ``stats.json`` (:func:`bucket_boundaries`): the textbook form, slower
+     (its per-element cost bounds it to some 15k pieces/s on this machine);
+   * ``pack`` -- several pieces per row of ``seq_len + 1`` tokens with segment
+     ids and per-segment positions (as seqio packs), for causal LM training;
+   * ``pad`` -- ``padded_batch`` to the longest sequence of each batch: the
+     baseline the benchmark prints beside the others;
+
+7. ``prefetch(AUTOTUNE)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Dict, List, Optional, Sequence
+
+import tensorflow as tf
+
+__all__ = ["InputConfig", "shard_files", "load_stats", "bucket_boundaries", "make_dataset",
+           "distributed_dataset", "PAD_ID", "MODES"]
+
+PAD_ID = 0
+MODES = ("bucket", "tf_bucket", "pack", "pad")
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+@dataclasses.dataclass(frozen=True)
+class InputConfig:
+    seq_len: int = 512  # model context: rows hold seq_len inputs (+1 for the shifted targets)
+    batch_size: int = 32  # per input pipeline (the trainer divides the global batch)
+    mode: str = "bucket"
+    shuffle_buffer: int = 10_000
+    cycle_length: int = 4
+    deterministic: bool = False
+    seed: int = 0
+    cache: bool = False
+    parse_batch: int = 256  # records parsed per parse_example call
+    pack_group: int = 512  # pieces packed together per group (pack mode)
+    bucket_window: int = 64  # batches per length-sorted window (bucket mode)
+    bucket_ratio: float = 1.1  # width of a length bucket: upper / lower bound
+    min_bucket_share: float = 0.005  # merge buckets holding less of the data than this
+    with_ids: bool = False  # keep each row's record id (tests, audits)
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.seq_len < 2:
+            raise ValueError(f"seq_len must be at least 2, got {self.seq_len}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        if self.bucket_ratio <= 1.0:
+            raise ValueError(f"bucket_ratio must be above 1, got {self.bucket_ratio}")
+
+
+def shard_files(data_dir: str, split: str) -> List[str]:
+    """The split's shard files, sorted; a clear error when there are none."""
+    pattern = os.path.join(data_dir, "data", f"{split}-*-of-*.tfrecord")
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no shards match {pattern}: is {data_dir} a beamtrain output directory?")
+    return files
+
+
+def load_stats(data_dir: str) -> Optional[dict]:
+    path = os.path.join(data_dir, "stats.json")
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def _piece_length_histogram(stats: dict, piece: int) -> Dict[int, float]:
+    """Token-length histogram of the pieces documents are cut into."""
+    hist = stats.get("histograms", {}).get("tokens_per_doc")
+    if not hist:
+        return {}
+    pieces: Dict[int, float] = {}
+    lows = hist["bucket_lower_bounds"]
+    for i, (low, count) in enumerate(zip(lows, hist["counts"])):
+        # a bucket covers [low, next low): take its middle as its documents' length
+        high = lows[i + 1] if i + 1 < len(lows) else low + max(1, low // 8)
+        length = (low + high) // 2 if high > low + 1 else low
+        full, rest = divmod(length, piece)
+        if full:
+            pieces[piece] = pieces.get(piece, 0) + full * count
+        if rest:
+            pieces[rest] = pieces.get(rest, 0) + count
+    return pieces
+
+
+def bucket_boundaries(stats: Optional[dict], seq_len: int, ratio: float = 1.1,
+                      min_share: float = 0.005) -> List[int]:
+    """Bucket boundaries for ``bucket_by_sequence_length``.
+
+    Candidates grow geometrically by ``ratio`` (a batch's sequences then differ
+    by at most that factor, which bounds padding); with a token histogram from
+    stats.json, candidate buckets holding less than ``min_share`` of the pieces
+    are merged into their neighbour, so every bucket fills batches.
+    """
+    piece = seq_len + 1
+    candidates = []
+    b = 8
+    while b < piece:
+        candidates.append(b)
+        b = max(b + 1, int(math.ceil(b * ratio)))
+    candidates.append(piece)
+    hist = _piece_length_histogram(stats, piece) if stats else {}
+    total = sum(hist.values())
+    if not total:
+        return candidates
+    # mass per candidate bucket [prev, boundary)
+    kept: List[int] = []
+    acc = 0.0
+    lengths = sorted(hist)
+    j = 0
+    for boundary in candidates:
+        while j < len(lengths) and lengths[j] < boundary:
+            acc += hist[lengths[j]]
+            j += 1
+        if acc >= min_share * total:
+            kept.append(boundary)
+            acc = 0.0
+    if not kept or kept[-1] != piece:
+        if kept and acc < min_share * total:
+            kept[-1] = piece
+        else:
+            kept.append(piece)
+    return kept
+
+
+def _parse(serialized, with_ids: bool):
+    spec = {"input_ids": tf.io.RaggedFeature(tf.int64)}
+    if with_ids:
+        spec["id"] = tf.io.FixedLenFeature([], tf.string)
+    parsed = tf.io.parse_example(serialized, spec)
+    ids = tf.cast(parsed["input_ids"], tf.int32)
+    return (ids, parsed["id"]) if with_ids else (ids, tf.zeros([tf.shape(serialized)[0]], tf.string))
+
+
+def _cut_pieces(ids: tf.RaggedTensor, record_ids, piece: int):
+    """Cut every row longer than ``piece`` into pieces of at most ``piece`` tokens."""
+    lengths = tf.cast(ids.row_lengths(), tf.int64)
+    n_pieces = tf.maximum((lengths + piece - 1) // piece, 1)
+    j = tf.cast(tf.ragged.range(n_pieces).flat_values, tf.int64)  # piece index in its document
+    doc = tf.repeat(tf.range(tf.shape(lengths, out_type=tf.int64)[0]), n_pieces)
+    piece_lengths = tf.minimum(tf.cast(piece, tf.int64), tf.gather(lengths, doc) - j * piece)
+    piece_lengths = tf.maximum(piece_lengths, 0)
+    pieces = tf.RaggedTensor.from_row_lengths(ids.flat_values, piece_lengths)
+    return pieces, tf.gather(record_ids, doc)
+
+
+def _drop_single_tokens(pieces: tf.RaggedTensor, record_ids):
+    keep = pieces.row_lengths() >= 2  # one token predicts nothing
+    return tf.ragged.boolean_mask(pieces, keep), tf.boolean_mask(record_ids, keep)
+
+
+def _sorted_batches(pieces: tf.RaggedTensor, record_ids, batch: int):
+    """A window of pieces -> [n_batches, batch, None], similar lengths in each batch."""
+    lengths = pieces.row_lengths()
+    order = tf.argsort(lengths, stable=True)
+    pieces = tf.gather(pieces, order)
+    record_ids = tf.gather(record_ids, order)
+    n = tf.shape(lengths, out_type=tf.int64)[0]
+    full, rest = n // batch, n % batch
+    sizes = tf.concat([tf.fill([full], tf.cast(batch, tf.int64)),
+                       tf.reshape(rest, [1])[: tf.cast(rest > 0, tf.int32)]], 0)
+    return (tf.RaggedTensor.from_row_lengths(pieces, sizes),
+            tf.RaggedTensor.from_row_lengths(record_ids, sizes))
+
+
+def _dense_row(row):
+    return row.flat_values if isinstance(row, tf.RaggedTensor) else row
+
+
+def _lm_example(tokens, segment_ids, positions, record_ids=None):
+    """Rows of seq_len + 1 -> (features, targets, weights) for next-token prediction."""
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    seg_in, seg_out = segment_ids[:, :-1], segment_ids[:, 1:]
+    weights = tf.cast(tf.logical_and(tf.equal(seg_in, seg_out), seg_out > 0), tf.float32)
+    features = {"tokens": inputs, "segment_ids": seg_in, "positions": positions[:, :-1]}
+    if record_ids is not None:
+        features["id"] = record_ids
+    return features, targets, weights
+
+
+def _dense_example(padded, record_ids=None):
+    segment_ids = tf.cast(tf.not_equal(padded, PAD_ID), tf.int32)
+    positions = tf.broadcast_to(tf.range(tf.shape(padded)[1], dtype=tf.int32), tf.shape(padded))
+    return _lm_example(padded, segment_ids, positions, record_ids)
+
+
+def _pack(pieces: tf.RaggedTensor, row: int):
+    """Concatenate pieces into rows of ``row`` tokens with segment ids and positions."""
+    flat = pieces.flat_values
+    n = tf.shape(flat, out_type=tf.int64)[0]
+    n_rows = (n + row - 1) // row
+    pad = n_rows * row - n
+    doc = pieces.value_rowids()
+    doc_start = tf.gather(pieces.row_starts(), doc)
+    t = tf.range(n, dtype=tf.int64)
+    row_start = (t // row) * row
+    # a piece continued from the previous row starts a new segment there
+    seg_start = tf.maximum(doc_start, row_start)
+    positions = tf.cast(t - seg_start, tf.int32)
+    first_doc = tf.gather(doc, row_start)
+    segment = tf.cast(doc - first_doc + 1, tf.int32)
+    tokens = tf.reshape(tf.concat([flat, tf.fill([pad], PAD_ID)], 0), [-1, row])
+    segment = tf.reshape(tf.concat([segment, tf.zeros([pad], tf.int32)], 0), [-1, row])
+    positions = tf.reshape(tf.concat([positions, tf.zeros([pad], tf.int32)], 0), [-1, row])
+    return tokens, segment, positions
+
+
+def _with_options(ds: tf.data.Dataset, config: InputConfig) -> tf.data.Dataset:
+    options = tf.data.Options()
+    # This pipeline shards itself (by file, or by record when there are fewer
+    # files than pipelines): tf.distribute's auto-sharding stays off.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    options.deterministic = config.deterministic
+    return ds.with_options(options)
+
+
+def make_dataset(files: Sequence[str], config: InputConfig,
+                 input_context: Optional[tf.distribute.InputContext] = None,
+                 training: bool = True, stats: Optional[dict] = None) -> tf.data.Dataset:
+    """The input pipeline for one replica (or for everything without a context).
+
+    ``stats`` is the output's stats.json, whose token histogram sets the
+    bucket boundaries (geometric ones without it).
+    """
+    files = list(files)
+    n_pipelines = input_context.num_input_pipelines if input_context else 1
+    pipeline_id = input_context.input_pipeline_id if input_context else 0
+    shard_records = n_pipelines > 1 and len(files) < n_pipelines
+
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if n_pipelines > 1 and not shard_records:
+        ds = ds.shard(n_pipelines, pipeline_id)
+    if training:
+        ds = ds.shuffle(len(files), seed=config.seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(
+        lambda f: tf.data.TFRecordDataset(f, buffer_size=1 << 20),
+        cycle_length=config.cycle_length, block_length=16,
+        num_parallel_calls=AUTOTUNE, deterministic=config.deterministic)
+    if shard_records:
+        ds = ds.shard(n_pipelines, pipeline_id)
+    if config.cache:
+        ds = ds.cache()
+    if training:
+        ds = ds.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True)
+        ds = ds.repeat()
+
+    piece = config.seq_len + 1
+    ds = ds.batch(config.parse_batch)
+    ds = ds.map(lambda s: _parse(s, config.with_ids), num_parallel_calls=AUTOTUNE,
+                deterministic=config.deterministic)
+    ds = ds.map(lambda ids, rid: _cut_pieces(ids, rid, piece), num_parallel_calls=AUTOTUNE,
+                deterministic=config.deterministic)
+    B = config.batch_size
+
+    if config.mode == "pack":
+        if config.pack_group != config.parse_batch:
+            ds = ds.unbatch().batch(config.pack_group)
+        ds = ds.map(lambda p, rid: _pack(p, piece), num_parallel_calls=AUTOTUNE,
+                    deterministic=config.deterministic)
+        ds = ds.unbatch().batch(B, drop_remainder=training)
+        ds = ds.map(lambda tok, seg, pos: _lm_example(tok, seg, pos),
+                    num_parallel_calls=AUTOTUNE, deterministic=config.deterministic)
+        return _with_options(ds.prefetch(AUTOTUNE), config)
+
+    with_ids = config.with_ids
+    if config.mode == "bucket":
+        # Windows of bucket_window * B pieces, sorted by length and cut into
+        # batches of B: all in vectorised ops on whole windows, so the cost per
+        # piece is a fraction of a per-element bucketing op's.
+        window = config.bucket_window * B
+        ds = ds.map(_drop_single_tokens, num_parallel_calls=AUTOTUNE,
+                    deterministic=config.deterministic)
+        ds = ds.rebatch(window, drop_remainder=False)
+        ds = ds.map(lambda p, rid: _sorted_batches(p, rid, B), num_parallel_calls=AUTOTUNE,
+                    deterministic=config.deterministic)
+        ds = ds.unbatch()
+        if training:
+            # the batches of a window come shortest first: mix them
+            ds = ds.shuffle(2 * config.bucket_window, seed=config.seed)
+            ds = ds.filter(lambda p, rid: tf.shape(rid)[0] == B)  # only a finite tail is short
+        ds = ds.map(lambda p, rid: _dense_example(p.to_tensor(PAD_ID), rid if with_ids else None),
+                    num_parallel_calls=AUTOTUNE, deterministic=config.deterministic)
+        return _with_options(ds.prefetch(AUTOTUNE), config)
+
+    ds = ds.unbatch()
+    # unbatched rows of a ragged batch are typed ragged (rank 0): make them dense
+    ds = ds.map(lambda ids, rid: (_dense_row(ids), rid))
+    ds = ds.filter(lambda ids, rid: tf.size(ids) >= 2)  # one token predicts nothing
+    if config.mode == "pad":
+        ds = ds.padded_batch(B, padded_shapes=([None], []),
+                             padding_values=(PAD_ID, b""), drop_remainder=training)
+    else:  # tf_bucket
+        # Buckets: [.., b0), [b0, b1), ..., [b_last = seq_len + 1, inf): the last
+        # one holds the full-length pieces of long documents, all of one length.
+        boundaries = bucket_boundaries(stats, config.seq_len, config.bucket_ratio,
+                                       config.min_bucket_share)
+        ds = ds.bucket_by_sequence_length(
+            element_length_func=lambda ids, rid: tf.size(ids),
+            bucket_boundaries=boundaries,
+            bucket_batch_sizes=[B] * (len(boundaries) + 1),
+            padded_shapes=([None], []), padding_values=(PAD_ID, b""),
+            pad_to_bucket_boundary=False, drop_remainder=training)
+    ds = ds.map(lambda ids, rid: _dense_example(ids, rid if with_ids else None),
+                num_parallel_calls=AUTOTUNE, deterministic=config.deterministic)
+    return _with_options(ds.prefetch(AUTOTUNE), config)
+
+
+def distributed_dataset(strategy: tf.distribute.Strategy, files: Sequence[str],
+                        config: InputConfig, global_batch_size: int, training: bool = True,
+                        stats: Optional[dict] = None):
+    """One input pipeline per replica, each reading its own files (or records).
+
+    Batches are sized globally: each replica gets ``global_batch_size /
+    replicas`` rows.
+    """
+    replicas = strategy.num_replicas_in_sync
+    if global_batch_size % replicas:
+        raise ValueError(f"global batch size {global_batch_size} is not divisible by "
+                         f"{replicas} replicas")
+
+    def dataset_fn(ctx: tf.distribute.InputContext):
+        per_replica = ctx.get_per_replica_batch_size(global_batch_size)
+        cfg = dataclasses.replace(config, batch_size=per_replica)
+        return make_dataset(files, cfg, ctx, training=training, stats=stats)
+
+    options = tf.distribute.InputOptions(
+        experimental_replication_mode=tf.distribute.InputReplicationMode.PER_REPLICA,
+        experimental_fetch_to_device=False)
+    return strategy.distribute_datasets_from_function(dataset_fn, options)
