@@ -79,3 +79,17 @@ def test_empty_shards_complete_every_split(tmp_path):
                      "validation-00000-of-00001.tfrecord"]
     assert all(c["records"] == 0 and c["sha256"] == hashlib.sha256(b"").hexdigest() for c in created)
     assert list(tf.data.TFRecordDataset(str(tmp_path / "data" / "validation-00000-of-00001.tfrecord"))) == []
+
+
+def test_packed_varints_match_the_scalar_encoding():
+    from hypothesis import given, settings, strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.integers(min_value=-(2**63), max_value=2**63 - 1), max_size=40))
+    def check(values):
+        expected = b"".join(writers._varint(v) for v in values)
+        assert writers._packed_varints(values) == expected
+        ex = tf.train.Example.FromString(encode_example({"v": values}))
+        assert list(ex.features.feature["v"].int64_list.value) == values
+
+    check()

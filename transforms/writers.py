@@ -21,6 +21,7 @@ import struct
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from transforms import common
@@ -87,10 +88,27 @@ def _bytes_feature(values: Sequence[bytes]) -> bytes:
     return _field(1, b"".join(_field(1, v) for v in values))
 
 
+def _packed_varints(values: Sequence[int]) -> bytes:
+    """Varint encoding of many int64 values at once (numpy; token lists are long)."""
+    if len(values) < 8:
+        return b"".join(_varint(int(v)) for v in values)
+    arr = np.asarray(values, dtype=np.int64).view(np.uint64)  # negatives: two's complement
+    groups = np.ones(arr.shape, dtype=np.int64)  # 7-bit groups per value
+    rest = arr >> np.uint64(7)
+    while rest.any():
+        groups += rest > 0
+        rest >>= np.uint64(7)
+    width = int(groups.max())
+    shifts = (np.arange(width, dtype=np.uint64) * np.uint64(7))[None, :]
+    table = ((arr[:, None] >> shifts) & np.uint64(0x7F)).astype(np.uint8)
+    index = np.arange(width)[None, :]
+    table |= ((index < groups[:, None] - 1) * 0x80).astype(np.uint8)  # continuation bits
+    return table[index < groups[:, None]].tobytes()
+
+
 def _int64_feature(values: Sequence[int]) -> bytes:
     # Feature.int64_list = 3; Int64List.value = 1 (packed varints)
-    packed = b"".join(_varint(int(v)) for v in values)
-    return _field(3, _field(1, packed) if values else b"")
+    return _field(3, _field(1, _packed_varints(values)) if len(values) else b"")
 
 
 def _float_feature(values: Sequence[float]) -> bytes:
