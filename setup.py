@@ -23,6 +23,9 @@ INSTALL_REQUIRES = [
     "fastwarc==2.0.0",
     # .zst JSONL inputs.
     "zstandard>=0.22",
+    # MinHash: the permutation minimum as one compiled loop (numpy would make
+    # 128 passes over every shingle array).
+    "numba==0.68.1",
     # JSONL parsing: faster than json, strict UTF-8, bounded nesting depth.
     "orjson>=3.9",
 ]

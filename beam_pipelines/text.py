@@ -37,6 +37,8 @@ from transforms import common
 from transforms.clean import Clean, CleanConfig
 from transforms.dedup import ExactDedup
 from transforms.filters import FilterConfig
+from transforms.minhash import MinHashConfig
+from transforms.near_dedup import NearDedup, NearDedupConfig
 from transforms.quality import QualityFilter
 from transforms.readers import ReadCorpus, ReaderConfig
 from transforms.stats import Finalize
@@ -106,6 +108,24 @@ class TextPipelineOptions(PipelineOptions):
                             help="Drop documents shorter than this (characters, after cleaning).")
         parser.add_argument("--max_chars", type=int, default=None,
                             help="Drop documents longer than this (characters, after cleaning).")
+        parser.add_argument("--no_near_dedup", action="store_true",
+                            help="dedup step: exact duplicates only, no MinHash LSH.")
+        parser.add_argument("--near_dup_threshold", type=float, default=0.8,
+                            help="Shingle Jaccard at or above which documents are near-duplicates.")
+        parser.add_argument("--minhash_num_perm", type=int, default=128)
+        parser.add_argument("--minhash_seed", type=int, default=1)
+        parser.add_argument("--minhash_ngram", type=int, default=5, help="Words per shingle.")
+        parser.add_argument("--minhash_char_ngram", type=int, default=0,
+                            help="Shingle by this many characters instead of words (no-space scripts).")
+        parser.add_argument("--lsh_bands", type=int, default=0, help="LSH bands (0: from the threshold).")
+        parser.add_argument("--lsh_rows", type=int, default=0, help="LSH rows per band (0: from the threshold).")
+        parser.add_argument("--near_dup_verify", default="estimate", choices=["estimate", "exact", "none"],
+                            help="Check LSH candidates by estimated or exact Jaccard before they count.")
+        parser.add_argument("--near_dup_max_rounds", type=int, default=12,
+                            help="Connected-components rounds (large-star + small-star each).")
+        parser.add_argument("--near_dup_clusters", action="store_true",
+                            help="Write cluster membership (id, cluster_id, cluster_size) to "
+                                 "DIR/near_dup_clusters/.")
         parser.add_argument("--validation_fraction", type=float, default=0.05,
                             help="Share of records (by a hash of the id) in the validation split.")
         parser.add_argument("--num_shards", type=int, default=0,
@@ -163,6 +183,16 @@ def validate(opts: TextPipelineOptions) -> Dict[str, Any]:
         raise OptionError(f"--spm_sample_docs: must be positive, got {opts.spm_sample_docs}")
     if opts.spm_model_type not in ("unigram", "bpe", "char", "word"):
         raise OptionError(f"--spm_model_type: unknown type {opts.spm_model_type!r}")
+    try:
+        near = NearDedupConfig(
+            minhash=MinHashConfig(
+                num_perm=opts.minhash_num_perm, seed=opts.minhash_seed, ngram=opts.minhash_ngram,
+                char_ngram=opts.minhash_char_ngram, threshold=opts.near_dup_threshold,
+                bands=opts.lsh_bands, rows=opts.lsh_rows),
+            verify=opts.near_dup_verify, max_rounds=opts.near_dup_max_rounds)
+        near_bands, near_rows = near.lsh_params()
+    except ValueError as e:
+        raise OptionError(f"--near_dup_* / --minhash_* / --lsh_*: {e}") from e
     overrides = _load_json_arg("filter_config", opts.filter_config)
     if opts.min_chars is not None:
         overrides["min_chars"] = opts.min_chars
@@ -185,6 +215,12 @@ def validate(opts: TextPipelineOptions) -> Dict[str, Any]:
         "tokenizer": {"model": opts.tokenizer_model, "vocab_size": opts.vocab_size,
                       "model_type": opts.spm_model_type, "sample_docs": opts.spm_sample_docs,
                       "add_eos": not opts.no_eos},
+        "near_dedup": None if opts.no_near_dedup else {
+            "threshold": opts.near_dup_threshold, "num_perm": opts.minhash_num_perm,
+            "seed": opts.minhash_seed, "ngram": opts.minhash_ngram,
+            "char_ngram": opts.minhash_char_ngram, "bands": near_bands, "rows": near_rows,
+            "verify": opts.near_dup_verify, "verify_threshold": near.accept_threshold(),
+            "max_rounds": opts.near_dup_max_rounds, "write_clusters": opts.near_dup_clusters},
         "writer": {"validation_fraction": opts.validation_fraction, "num_shards": opts.num_shards,
                    "target_shard_bytes": opts.target_shard_mb << 20},
         "max_dead_letter_fraction": opts.max_dead_letter_fraction,
@@ -211,7 +247,8 @@ def code_version() -> Dict[str, Any]:
 def clear_previous_output(output_dir: str) -> None:
     """Remove what an earlier run left, so a stale COMPLETED or shard never survives."""
     patterns = ["COMPLETED", "stats.json", "manifest.json", "data/*.tfrecord", "dead_letter/beam-temp-*",
-                "dead_letter/*.jsonl", "tokenizer/spm.model", "tokenizer/spm.vocab"]
+                "dead_letter/*.jsonl", "tokenizer/spm.model", "tokenizer/spm.vocab",
+                "near_dup_clusters/*.jsonl", "near_dup_clusters/beam-temp-*"]
     stale = []
     for pattern in patterns:
         try:
@@ -222,6 +259,14 @@ def clear_previous_output(output_dir: str) -> None:
     if stale:
         logging.info("removing %d files of a previous run in %s", len(stale), output_dir)
         FileSystems.delete(stale)
+
+
+def near_dedup_config(nd: Dict[str, Any]) -> NearDedupConfig:
+    return NearDedupConfig(
+        minhash=MinHashConfig(num_perm=nd["num_perm"], seed=nd["seed"], ngram=nd["ngram"],
+                              char_ngram=nd["char_ngram"], threshold=nd["threshold"],
+                              bands=nd["bands"], rows=nd["rows"]),
+        verify=nd["verify"], verify_threshold=nd["verify_threshold"], max_rounds=nd["max_rounds"])
 
 
 def build_pipeline(p: beam.Pipeline, config: Dict[str, Any]) -> None:
@@ -248,6 +293,17 @@ def build_pipeline(p: beam.Pipeline, config: Dict[str, Any]) -> None:
         deduped = records | "ExactDedup" >> ExactDedup()
         records = deduped.records
         counts.append(deduped[common.COUNTS])
+        nd = config.get("near_dedup")
+        if nd:
+            near = records | "NearDedup" >> NearDedup(near_dedup_config(nd))
+            records = near["records"]
+            counts.append(near["counts"])
+            if nd["write_clusters"]:
+                _ = (near["clusters"]
+                     | "ClustersToJson" >> beam.Map(lambda row: json.dumps(row, sort_keys=True))
+                     | "WriteClusters" >> beam.io.WriteToText(
+                         FileSystems.join(out, "near_dup_clusters", "clusters"),
+                         file_name_suffix=".jsonl"))
     tokenizer = p | "NoTokenizer" >> beam.Create([])
     if "tokenize" in steps:
         tcfg = config["tokenizer"]

@@ -73,7 +73,22 @@ def build_stats(counts: Dict[Tuple[str, str], int]) -> Dict[str, Any]:
         "info": dict(sorted(by_kind[INFO].items())),
         "histograms": {},
     }
-    for name, kind in (("tokens_per_doc", writers.HIST_TOKENS), ("chars_per_doc", writers.HIST_CHARS)):
+    rounds = sorted((k, n) for k, n in by_kind[INFO].items() if k.startswith("near_dedup.round_"))
+    if rounds:
+        stats["near_dedup"] = {
+            "rounds": len(rounds),
+            "changes_per_round": [n for _, n in rounds],
+            # the last round changed nothing: every component is a star around its minimum
+            "converged": rounds[-1][1] == 0,
+            "candidate_pairs_from_buckets": by_kind[INFO].get("near_dedup.bucket_pairs", 0),
+            "pairs_compared": by_kind[INFO].get("near_dedup.pairs_compared", 0),
+            "pairs_accepted": by_kind[INFO].get("near_dedup.pairs_accepted", 0),
+            "documents_without_shingles": by_kind[INFO].get("near_dedup.no_shingles", 0),
+        }
+        for key, _ in rounds:
+            stats["info"].pop(key, None)
+    for name, kind in (("tokens_per_doc", writers.HIST_TOKENS), ("chars_per_doc", writers.HIST_CHARS),
+                       ("near_dup_cluster_size", "hist.near_dup_cluster_size")):
         hist = _histogram(counts, kind)
         if hist is not None:
             stats["histograms"][name] = hist

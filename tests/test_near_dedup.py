@@ -1,0 +1,323 @@
+"""MinHash, LSH, connected components and near-duplicate quality on labelled real text."""
+
+import glob
+import os
+import random
+import subprocess
+import sys
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given, settings, strategies as st
+
+from transforms import minhash as mh
+from transforms import near_dedup as nd
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ---------------------------------------------------------------- MinHash core
+
+def test_permutations_and_signatures_equal_datasketch_legacy():
+    from datasketch import MinHash
+
+    texts = ["The quick brown fox jumps over the lazy dog near the river bank today.",
+             "Numbers 1 2 3, punctuation! and UPPER case words; café naïve résumé.",
+             "short", ""]
+    for num_perm, seed in [(128, 1), (64, 7)]:
+        perms = mh.permutations(num_perm, seed)
+        ref = MinHash(num_perm=num_perm, seed=seed, scheme="legacy")
+        assert np.array_equal(perms[0], ref.permutations[0]) and np.array_equal(perms[1], ref.permutations[1])
+        shingler = mh.Shingler(mh.MinHashConfig(num_perm=num_perm, seed=seed, hash="sha1"))
+        flat, offsets = shingler.batch(texts)
+        for use_numba in (True, False):
+            sigs = mh.signatures(flat, offsets, perms, use_numba=use_numba)
+            for text, sig in zip(texts, sigs):
+                m = MinHash(num_perm=num_perm, seed=seed, scheme="legacy")
+                for s in mh.shingle_strings(text):
+                    m.update(s.encode("utf-8"))
+                assert np.array_equal(sig, m.hashvalues.astype(np.uint32)), (text, use_numba)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 2**32 - 1), max_size=50), st.integers(1, 2**31))
+def test_compiled_and_numpy_signatures_agree(values, seed):
+    perms = mh.permutations(32, seed % 10_000)
+    flat = np.array(values, dtype=np.uint64)
+    offsets = np.array([0, len(values) // 2, len(values)], dtype=np.int64)
+    assert np.array_equal(mh.signatures(flat, offsets, perms, True),
+                          mh.signatures(flat, offsets, perms, False))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=80))
+def test_fast_word_segmentation_matches_the_reference(text):
+    words = mh.normalized_bytes(text).split()
+    assert [w.decode("utf-8") for w in words] == mh.normalize_words(text)
+    # a word's hash depends only on the word
+    hashes = mh.word_hashes(mh.normalized_bytes(text))
+    again = mh.word_hashes(b" ".join(words))
+    assert np.array_equal(hashes, again) and len(hashes) == len(words)
+
+
+def test_fast_shingles_are_order_sensitive_stable_and_process_independent():
+    sh = mh.Shingler(mh.MinHashConfig())
+    a = sh.hashes("one two three four five six")
+    assert len(a) == 2
+    assert not np.array_equal(a, sh.hashes("six five four three two one"))
+    assert np.array_equal(a, sh.hashes("One, two; three four FIVE six!"))  # normalised
+    code = ("import sys; sys.path.insert(0, %r); from transforms import minhash as mh; "
+            "print(mh.Shingler(mh.MinHashConfig()).hashes('one two three four five six').tolist())" % ROOT)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONHASHSEED": "123"}).stdout
+    assert out.strip() == str(a.tolist())
+    chars = mh.Shingler(mh.MinHashConfig(char_ngram=3)).hashes("東京都に住む")
+    assert len(chars) == 4
+
+
+def test_lsh_parameters_are_datasketchs():
+    from datasketch import MinHashLSH
+
+    for threshold in (0.5, 0.6, 0.8, 0.9):
+        for num_perm in (64, 128):
+            lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+            assert mh.optimal_lsh_params(threshold, num_perm) == (lsh.b, lsh.r)
+    lsh = MinHashLSH(threshold=0.8, num_perm=128, weights=(0.2, 0.8))
+    assert mh.optimal_lsh_params(0.8, 128, 0.2, 0.8) == (lsh.b, lsh.r)
+
+
+def test_config_rejects_bad_parameters():
+    with pytest.raises(ValueError):
+        mh.MinHashConfig(threshold=1.5)
+    with pytest.raises(ValueError):
+        mh.MinHashConfig(bands=20, rows=10)  # 200 > 128 permutations
+    with pytest.raises(ValueError):
+        nd.NearDedupConfig(verify="maybe")
+
+
+# ---------------------------------------------------------------- buckets and stars
+
+def test_bucket_pairs_and_similarity():
+    assert nd.bucket_pairs(["b", "a", "c", "a"], 64) == [("b", "a"), ("c", "a"), ("c", "b")]
+    big = nd.bucket_pairs([f"id{i:03d}" for i in range(10)], 3)
+    assert len(big) == 7 * 3 + 2 + 1 and ("id003", "id000") in big and ("id004", "id000") not in big
+    perms = mh.permutations(128, 1)
+    sh = mh.Shingler(mh.MinHashConfig())
+    base = " ".join(f"word{i}" for i in range(200))
+    near = base.replace("word100", "changed")
+    far = " ".join(f"other{i}" for i in range(200))
+    flat, off = sh.batch([base, near, far])
+    sigs = mh.signatures(flat, off, perms)
+    assert nd.similarity(sigs[0].tobytes(), sigs[1].tobytes(), "estimate") > 0.85
+    assert nd.similarity(sigs[0].tobytes(), sigs[2].tobytes(), "estimate") < 0.05
+    sets = [np.unique(flat[off[i]:off[i + 1]]).astype(np.uint32).tobytes() for i in range(3)]
+    assert nd.similarity(sets[0], sets[1], "exact") == pytest.approx(191 / 201)  # 5 shingles swapped
+    assert nd.similarity(sets[0], sets[2], "exact") == 0.0
+
+
+def _components_reference(edges):
+    parent = {}
+
+    def find(x):
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in edges:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return {x: find(x) for x in list(parent)}
+
+
+def _runner():
+    from beam_pipelines.runner import local_runner
+
+    return local_runner()
+
+
+@pytest.mark.parametrize("graph", ["chain", "random", "two_stars"])
+def test_star_rounds_converge_to_component_minimum(graph):
+    rng = random.Random(5)
+    ids = [f"n{i:03d}" for i in range(80)]
+    if graph == "chain":  # the worst case for label propagation: a long path, shuffled ids
+        order = ids[:]
+        rng.shuffle(order)
+        edges = [(max(a, b), min(a, b)) for a, b in zip(order, order[1:])]
+    elif graph == "random":
+        edges = {tuple(sorted(rng.sample(ids, 2), reverse=True)) for _ in range(70)}
+        edges = sorted(edges)
+    else:
+        edges = [(ids[i], ids[0]) for i in range(1, 20)] + [(ids[i], ids[40]) for i in range(41, 60)]
+        edges.append((ids[40], ids[10]))
+    expected = _components_reference(edges)
+    expected_edges = sorted((node, root) for node, root in expected.items() if node != root)
+    rounds = 10
+    with TestPipeline(runner=_runner()) as p:
+        pcoll = p | beam.Create(edges)
+        changes = []
+        for i in range(rounds):
+            pcoll, ch = pcoll | f"Round{i}" >> nd._StarRound(i)
+            changes.append(ch)
+        assert_that(pcoll, equal_to(expected_edges), label="star")
+        last = changes[-1] | "LastChanges" >> beam.Map(lambda kv: kv[1])
+        assert_that(last, equal_to([0]), label="converged")
+
+
+# ---------------------------------------------------------------- quality on labelled real text
+
+def _real_paragraph_pool():
+    """Words of every readable page of the sample corpus (real English prose), cleaned."""
+    from beam_pipelines import demo
+    from transforms import readers
+    from transforms.clean import Cleaner
+
+    cleaner, words, seen = Cleaner(), [], set()
+    config = readers.ReaderConfig()
+    for pattern in demo.sample_inputs():
+        for path in sorted(glob.glob(pattern)):
+            for task in readers.plan_reads(path, os.path.getsize(path), path, config):
+                if isinstance(task, dict):
+                    continue
+                for kind, rec in readers.read_task(task, config):
+                    if kind != "record":
+                        continue
+                    out, _ = cleaner(rec)
+                    if out and out["text"] not in seen:
+                        seen.add(out["text"])
+                        words += out["text"].split()
+    return words
+
+
+def _jaccard(a, b):
+    sa, sb = set(mh.shingle_strings(a)), set(mh.shingle_strings(b))
+    return len(sa & sb) / len(sa | sb)
+
+
+def _edit(words, n_edits, rng, vocab):
+    words = list(words)
+    for _ in range(n_edits):
+        op = rng.random()
+        i = rng.randrange(len(words))
+        if op < 0.6:
+            words[i] = rng.choice(vocab)
+        elif op < 0.8:
+            del words[i]
+        else:
+            words.insert(i, rng.choice(vocab))
+    return words
+
+
+def _edited_to(base, lo, hi, rng, vocab, start=1):
+    """A copy of ``base`` (a word list) with random edits, its Jaccard to base in [lo, hi]."""
+    n = start
+    for _ in range(200):
+        cand = _edit(base, n, rng, vocab)
+        j = _jaccard(" ".join(base), " ".join(cand))
+        if lo <= j <= hi:
+            return cand, j
+        n = n + 1 if j > hi else max(1, n - 1)
+    raise AssertionError("could not reach the Jaccard band")
+
+
+@pytest.fixture(scope="module")
+def labelled():
+    rng = random.Random(2024)
+    pool = _real_paragraph_pool()
+    vocab = sorted(set(pool))
+    length = 120
+    bases = [pool[i:i + length] for i in range(0, len(pool) - length, length)]
+    # keep bases unrelated to each other
+    kept = []
+    shingles = []
+    for b in bases:
+        s = set(mh.shingle_strings(" ".join(b)))
+        if len(s) > 50 and all(len(s & t) / len(s | t) < 0.2 for t in shingles):
+            kept.append(b)
+            shingles.append(s)
+    rng.shuffle(kept)
+    assert len(kept) >= 300, len(kept)
+    docs, groups, low_pairs, singles = {}, [], [], []
+    n_groups, n_pairs = 110, 80
+    for g, base in enumerate(kept[:n_groups]):
+        size = rng.choice([2, 2, 3, 4])
+        members = [base] + [_edited_to(base, 0.86, 0.97, rng, vocab)[0] for _ in range(size - 1)]
+        texts = [" ".join(m) for m in members]
+        if min(_jaccard(a, b) for i, a in enumerate(texts) for b in texts[i + 1:]) < 0.8:
+            continue  # the label is pairwise Jaccard >= 0.8: drop groups that miss it
+        ids = [f"g{g:03d}-{k}" for k in range(size)]
+        rng.shuffle(ids)  # the survivor must be the smallest id, not the original
+        groups.append(ids)
+        docs.update(zip(ids, texts))
+    for k, base in enumerate(kept[n_groups:n_groups + n_pairs]):
+        other, j = _edited_to(base, 0.25, 0.5, rng, vocab, start=20)
+        ids = [f"p{k:03d}-a", f"p{k:03d}-b"]
+        low_pairs.append(ids)
+        docs.update(zip(ids, [" ".join(base), " ".join(other)]))
+    for k, base in enumerate(kept[n_groups + n_pairs:]):
+        singles.append(f"s{k:03d}")
+        docs[f"s{k:03d}"] = " ".join(base)
+    return docs, groups, low_pairs, singles
+
+
+def _survivors(docs, tmp_path, config=nd.NearDedupConfig(), order_seed=0):
+    records = [{"id": i, "text": t, "source": "x", "position": 0, "meta": {}} for i, t in docs.items()]
+    random.Random(order_seed).shuffle(records)
+    prefix = str(tmp_path / f"survivors-{order_seed}")
+    with TestPipeline(runner=_runner()) as p:
+        out = p | beam.Create(records) | nd.NearDedup(config)
+        _ = out["records"] | beam.Map(lambda r: r["id"]) | beam.io.WriteToText(prefix)
+    ids = set()
+    for path in glob.glob(prefix + "*"):
+        ids.update(line.strip() for line in open(path) if line.strip())
+    return ids
+
+
+def test_near_duplicate_quality_on_labelled_real_text(labelled, tmp_path):
+    docs, groups, low_pairs, singles = labelled
+    assert len(groups) >= 90 and len(low_pairs) >= 70 and len(singles) >= 50
+    survivors = _survivors(docs, tmp_path)
+    collapsed = sum(1 for g in groups if [i for i in g if i in survivors] == [min(g)])
+    both = sum(1 for a, b in low_pairs if a in survivors and b in survivors)
+    assert collapsed / len(groups) >= 0.98, (collapsed, len(groups))
+    assert both / len(low_pairs) >= 0.99, (both, len(low_pairs))
+    assert all(s in survivors for s in singles)
+    # deterministic: another arrival order gives the same survivors
+    assert _survivors(docs, tmp_path, order_seed=1) == survivors
+
+
+def test_near_dedup_counts_and_clusters(local_runner):
+    from apache_beam.testing.util import assert_that, equal_to
+
+    base = " ".join(f"token{i}" for i in range(100))
+    docs = {"b": base, "a": base.replace("token50", "x"), "c": "completely different text " * 10,
+            "empty": "!!! ???"}
+    records = [{"id": i, "text": t, "source": "x", "position": 0, "meta": {}} for i, t in docs.items()]
+    with TestPipeline(runner=local_runner) as p:
+        out = p | beam.Create(records) | nd.NearDedup()
+        assert_that(out["records"] | beam.Map(lambda r: r["id"]), equal_to(["a", "c", "empty"]),
+                    label="survivors")
+        counts = (out["counts"]
+                  | beam.Filter(lambda kv: not kv[0][1].startswith(("near_dedup.round_", "near_dedup.bucket")))
+                  | beam.CombinePerKey(sum))
+        assert_that(counts, equal_to([
+            (("duplicates", "near"), 1), (("info", "near_dedup.no_shingles"), 1),
+            (("info", "near_dedup.pairs_compared"), 1), (("info", "near_dedup.pairs_accepted"), 1),
+            ((nd.HIST_CLUSTER_SIZE, "2"), 1)]), label="counts")
+        assert_that(out["clusters"], equal_to([
+            {"id": "a", "cluster_id": "a", "cluster_size": 2},
+            {"id": "b", "cluster_id": "a", "cluster_size": 2}]), label="clusters")
+
+
+def test_exact_verification_meets_the_same_quality(labelled, tmp_path):
+    docs, groups, low_pairs, singles = labelled
+    survivors = _survivors(docs, tmp_path, nd.NearDedupConfig(verify="exact"))
+    collapsed = sum(1 for g in groups if [i for i in g if i in survivors] == [min(g)])
+    both = sum(1 for a, b in low_pairs if a in survivors and b in survivors)
+    assert collapsed / len(groups) >= 0.98 and both / len(low_pairs) >= 0.99
+    assert all(s in survivors for s in singles)

@@ -1,0 +1,375 @@
+"""MinHash signatures and LSH banding: the pure core of near-duplicate removal.
+
+Parameters are datasketch-compatible: ``num_perm`` permutations
+``h -> ((a * h + b) mod (2**61 - 1)) & (2**32 - 1)`` with ``(a, b)`` drawn by
+``numpy.random.RandomState(seed)`` in datasketch's order, values start at
+``2**32 - 1``, and LSH bands/rows come from the same optimisation as
+datasketch's ``MinHashLSH`` (minimise the weighted false-positive and
+false-negative areas under the S-curve). With ``hash="sha1"`` each shingle is
+hashed as datasketch's default ``sha1_hash32`` of its UTF-8 bytes, and a
+signature equals datasketch's ``MinHash`` for the same shingles and seed
+(tests/test_minhash.py checks it).
+
+Speed comes from doing everything per batch of documents:
+
+* shingling (``hash="fast"``, the default): word hashes come from one
+  prefix sum over the document's bytes (:func:`word_hashes`), word n-gram
+  hashes are combined from them with vectorised numpy, and character n-grams
+  from code points the same way: no Python loop per word or shingle;
+* the permutation minimum runs in one compiled loop (numba) over all the
+  batch's shingles, with the Mersenne-prime reduction instead of a 64-bit
+  division; a numpy version of the same arithmetic is the fallback and the
+  reference the tests compare against.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import struct
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+__all__ = [
+    "MinHashConfig",
+    "MERSENNE_PRIME",
+    "MAX_HASH",
+    "permutations",
+    "normalize_words",
+    "shingle_strings",
+    "Shingler",
+    "signatures",
+    "optimal_lsh_params",
+    "band_keys",
+    "estimated_jaccard",
+]
+
+MERSENNE_PRIME = (1 << 61) - 1
+MAX_HASH = (1 << 32) - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class MinHashConfig:
+    num_perm: int = 128
+    seed: int = 1  # datasketch's default seed
+    ngram: int = 5  # words per shingle
+    char_ngram: int = 0  # > 0: shingles of this many characters instead of words
+    hash: str = "fast"  # "fast" (vectorised) or "sha1" (datasketch's sha1_hash32)
+    threshold: float = 0.8
+    fp_weight: float = 0.5  # datasketch's weights for the band/row choice
+    fn_weight: float = 0.5
+    bands: int = 0  # 0: chosen from the threshold and weights
+    rows: int = 0
+
+    def __post_init__(self):
+        if self.num_perm < 2:
+            raise ValueError(f"num_perm must be at least 2, got {self.num_perm}")
+        if self.ngram < 1 or self.char_ngram < 0:
+            raise ValueError("ngram must be >= 1 and char_ngram >= 0")
+        if self.hash not in ("fast", "sha1"):
+            raise ValueError(f"hash must be 'fast' or 'sha1', got {self.hash!r}")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        if (self.bands == 0) != (self.rows == 0):
+            raise ValueError("give both bands and rows, or neither")
+        if self.bands and self.bands * self.rows > self.num_perm:
+            raise ValueError(f"bands x rows = {self.bands * self.rows} exceeds num_perm {self.num_perm}")
+
+    def lsh_params(self) -> Tuple[int, int]:
+        if self.bands:
+            return self.bands, self.rows
+        return optimal_lsh_params(self.threshold, self.num_perm, self.fp_weight, self.fn_weight)
+
+
+def permutations(num_perm: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(a, b) as datasketch draws them: a in [1, p), b in [0, p), alternating."""
+    gen = np.random.RandomState(seed)
+    pairs = [(gen.randint(1, MERSENNE_PRIME, dtype=np.uint64),
+              gen.randint(0, MERSENNE_PRIME, dtype=np.uint64)) for _ in range(num_perm)]
+    arr = np.array(pairs, dtype=np.uint64).T
+    return np.ascontiguousarray(arr[0]), np.ascontiguousarray(arr[1])
+
+
+# ---------------------------------------------------------------------------
+# Shingling
+
+_NON_WORD = re.compile(r"[^\w\s]+")
+_NON_ASCII_NON_WORD = re.compile(r"[^\w\x00-\x7f]+")
+# bytes.translate table: every ASCII byte that is not a word character
+# ([A-Za-z0-9_]) becomes a space; bytes >= 0x80 (UTF-8 of other characters) stay.
+_ASCII_TABLE = bytes(
+    b if (48 <= b <= 57 or 65 <= b <= 90 or 97 <= b <= 122 or b == 95 or b >= 128) else 32
+    for b in range(256))
+
+
+def normalize_words(text: str) -> List[str]:
+    """Lower-cased words with punctuation removed (the text shingles are made of)."""
+    return _NON_WORD.sub(" ", text.lower()).split()
+
+
+def normalized_bytes(text: str) -> bytes:
+    """UTF-8 of the same words as :func:`normalize_words`, separated by runs of spaces.
+
+    Built with bytes-level translation instead of a regex over every
+    character: ASCII punctuation and whitespace become spaces through a
+    256-entry table, and only non-ASCII characters that are not word
+    characters need the (rarely matching) regex.
+    """
+    lowered = text.lower()
+    if not lowered.isascii():
+        lowered = _NON_ASCII_NON_WORD.sub(" ", lowered)
+    return lowered.encode("utf-8", "surrogatepass").translate(_ASCII_TABLE)
+
+
+def shingle_strings(text: str, ngram: int = 5, char_ngram: int = 0) -> List[str]:
+    """Shingles as strings: word n-grams joined by a space, or character n-grams.
+
+    A document shorter than one n-gram is one shingle of everything it has.
+    """
+    if char_ngram:
+        norm = " ".join(normalize_words(text))
+        if len(norm) <= char_ngram:
+            return [norm] if norm else []
+        return [norm[i:i + char_ngram] for i in range(len(norm) - char_ngram + 1)]
+    words = normalize_words(text)
+    if len(words) <= ngram:
+        return [" ".join(words)] if words else []
+    return [" ".join(words[i:i + ngram]) for i in range(len(words) - ngram + 1)]
+
+
+def _sha1_hash32(data: bytes) -> int:
+    return struct.unpack("<I", hashlib.sha1(data).digest()[:4])[0]
+
+
+# Odd 64-bit multipliers, one per position in an n-gram.
+_POSITION_MULT = np.array(
+    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
+     0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9,
+     0x85EBCA77C2B2AE63, 0x27D4EB2F165667C5, 0x61C8864680B583EB, 0x8CB92BA72F3D8DD7],
+    dtype=np.uint64)
+
+
+def _finalize32(x: np.ndarray) -> np.ndarray:
+    """A 64-bit mix (splitmix64's finaliser) folded to 32 bits."""
+    with np.errstate(over="ignore"):
+        x = x ^ (x >> np.uint64(30))
+        x = x * np.uint64(0xBF58476D1CE4E5B9)
+        x = x ^ (x >> np.uint64(27))
+        x = x * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(32)) ^ (x & np.uint64(MAX_HASH))
+
+
+def _combine(values: np.ndarray, n: int) -> np.ndarray:
+    """Order-sensitive hashes of every window of ``n`` consecutive values."""
+    m = len(values)
+    if m == 0:
+        return np.zeros(0, dtype=np.uint64)
+    if m <= n:
+        windows, n = 1, m
+    else:
+        windows = m - n + 1
+    acc = np.zeros(windows, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(n):
+            acc += values[k:k + windows] * _POSITION_MULT[k % len(_POSITION_MULT)]
+        acc += np.uint64(n)  # different lengths of a short document differ
+    return _finalize32(acc)
+
+
+_WORD_P = np.uint64(0x100000001B3)  # odd: invertible modulo 2**64
+_WORD_P_INV = np.uint64(pow(0x100000001B3, -1, 1 << 64))
+
+
+class _Powers:
+    """P**i and P**-i modulo 2**64 for i < n, grown on demand."""
+
+    def __init__(self):
+        self.pow = np.ones(0, dtype=np.uint64)
+        self.inv = np.ones(0, dtype=np.uint64)
+
+    def get(self, n: int) -> Tuple[np.ndarray, np.ndarray]:
+        if len(self.pow) < n:
+            size = max(n, 2 * len(self.pow), 4096)
+            with np.errstate(over="ignore"):
+                self.pow = np.cumprod(np.full(size, _WORD_P, dtype=np.uint64)) * _WORD_P_INV
+                self.inv = np.cumprod(np.full(size, _WORD_P_INV, dtype=np.uint64)) * _WORD_P
+        return self.pow[:n], self.inv[:n]
+
+
+_POWERS = _Powers()
+
+
+def word_hashes(normalized: bytes) -> np.ndarray:
+    """64-bit hashes of the space-separated words of ``normalized`` (UTF-8), vectorised.
+
+    A word's hash is the polynomial sum of its (byte + 1) values with powers
+    of an odd constant, taken from one prefix sum over the whole text and
+    shifted back to the word's start by the inverse power: no Python loop per
+    word.
+    """
+    data = np.frombuffer(normalized, dtype=np.uint8)
+    n = len(data)
+    if n == 0:
+        return np.zeros(0, dtype=np.uint64)
+    pw, inv = _POWERS.get(n)
+    space = data == 32
+    with np.errstate(over="ignore"):
+        terms = (data.astype(np.uint64) + np.uint64(1)) * pw
+        terms[space] = 0
+        prefix = np.cumsum(terms, dtype=np.uint64)
+        word = ~space
+        starts = np.flatnonzero(word & np.concatenate(([True], space[:-1])))
+        ends = np.flatnonzero(word & np.concatenate((space[1:], [True])))
+        before = np.where(starts > 0, prefix[starts - 1], np.uint64(0))
+        return (prefix[ends] - before) * inv[starts]
+
+
+class Shingler:
+    """Turns documents into shingle hashes (32-bit values in uint64 arrays)."""
+
+    def __init__(self, config: MinHashConfig):
+        self.config = config
+
+    def hashes(self, text: str) -> np.ndarray:
+        c = self.config
+        if c.hash == "sha1":
+            return np.array([_sha1_hash32(s.encode("utf-8", "surrogatepass"))
+                             for s in shingle_strings(text, c.ngram, c.char_ngram)], dtype=np.uint64)
+        if c.char_ngram:
+            norm = " ".join(normalize_words(text))
+            if not norm:
+                return np.zeros(0, dtype=np.uint64)
+            points = np.frombuffer(norm.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+            return _combine(points.astype(np.uint64), c.char_ngram)
+        return _combine(word_hashes(normalized_bytes(text)), c.ngram)
+
+    def batch(self, texts: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
+        """All shingle hashes of ``texts`` concatenated, and the offsets of each document."""
+        parts = [self.hashes(t) for t in texts]
+        offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+        np.cumsum([len(p) for p in parts], out=offsets[1:])
+        flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
+        return flat.astype(np.uint64, copy=False), offsets
+
+
+# ---------------------------------------------------------------------------
+# Signatures
+
+
+def _signatures_numpy(hashes: np.ndarray, offsets: np.ndarray, a: np.ndarray,
+                      b: np.ndarray) -> np.ndarray:
+    """Reference implementation: the same arithmetic with numpy arrays."""
+    n_docs = len(offsets) - 1
+    out = np.full((n_docs, len(a)), MAX_HASH, dtype=np.uint64)
+    p = np.uint64(MERSENNE_PRIME)
+    for d in range(n_docs):
+        h = hashes[offsets[d]:offsets[d + 1]]
+        if len(h) == 0:
+            continue
+        with np.errstate(over="ignore"):
+            x = a[:, None] * h[None, :] + b[:, None]  # wraps modulo 2**64, as datasketch's does
+        x = (x & p) + (x >> np.uint64(61))  # x mod (2**61 - 1), exactly
+        x = np.where(x >= p, x - p, x)
+        out[d] = np.minimum(out[d], (x & np.uint64(MAX_HASH)).min(axis=1))
+    return out.astype(np.uint32)
+
+
+_KERNEL = None
+
+
+def _numba_kernel():
+    global _KERNEL
+    if _KERNEL is None:
+        try:
+            import numba
+        except ImportError:  # pragma: no cover - numba is a dependency; numpy still works
+            _KERNEL = False
+            return _KERNEL
+
+        @numba.njit(cache=True, nogil=True)
+        def kernel(hashes, offsets, a, b, out):  # pragma: no cover - compiled
+            p = np.uint64(MERSENNE_PRIME)
+            mask = np.uint64(MAX_HASH)
+            s61 = np.uint64(61)
+            n_perm = a.shape[0]
+            for d in range(offsets.shape[0] - 1):
+                row = out[d]
+                for j in range(n_perm):
+                    row[j] = mask
+                for s in range(offsets[d], offsets[d + 1]):
+                    h = hashes[s]
+                    for j in range(n_perm):
+                        x = a[j] * h + b[j]
+                        x = (x & p) + (x >> s61)
+                        if x >= p:
+                            x -= p
+                        x &= mask
+                        if x < row[j]:
+                            row[j] = x
+
+        _KERNEL = kernel
+    return _KERNEL
+
+
+def signatures(hashes: np.ndarray, offsets: np.ndarray, perms: Tuple[np.ndarray, np.ndarray],
+               use_numba: bool = True) -> np.ndarray:
+    """[n_docs, num_perm] uint32 MinHash signatures of the shingle-hash batch."""
+    a, b = perms
+    kernel = _numba_kernel() if use_numba else False
+    if not kernel:
+        return _signatures_numpy(hashes, offsets, a, b)
+    out = np.empty((len(offsets) - 1, len(a)), dtype=np.uint64)
+    kernel(np.ascontiguousarray(hashes, dtype=np.uint64), np.ascontiguousarray(offsets, dtype=np.int64),
+           a, b, out)
+    return out.astype(np.uint32)
+
+
+def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
+    return float(np.count_nonzero(sig_a == sig_b)) / len(sig_a)
+
+
+# ---------------------------------------------------------------------------
+# LSH
+
+
+def _false_positive_area(threshold: float, b: int, r: int) -> float:
+    from scipy.integrate import quad
+
+    return quad(lambda s: 1 - (1 - s ** float(r)) ** float(b), 0.0, threshold)[0]
+
+
+def _false_negative_area(threshold: float, b: int, r: int) -> float:
+    from scipy.integrate import quad
+
+    return quad(lambda s: 1 - (1 - (1 - s ** float(r)) ** float(b)), threshold, 1.0)[0]
+
+
+def optimal_lsh_params(threshold: float, num_perm: int, fp_weight: float = 0.5,
+                       fn_weight: float = 0.5) -> Tuple[int, int]:
+    """(bands, rows) minimising fp_weight * FP area + fn_weight * FN area, b * r <= num_perm.
+
+    The S-curve ``1 - (1 - s**r)**b`` is the probability that two documents of
+    Jaccard ``s`` share a band; the search is the one datasketch's
+    ``MinHashLSH`` makes.
+    """
+    best, best_err = (1, 1), float("inf")
+    for b in range(1, num_perm + 1):
+        for r in range(1, num_perm // b + 1):
+            err = (fp_weight * _false_positive_area(threshold, b, r)
+                   + fn_weight * _false_negative_area(threshold, b, r))
+            if err < best_err:
+                best, best_err = (b, r), err
+    return best
+
+
+def band_keys(signature: np.ndarray, bands: int, rows: int) -> List[bytes]:
+    """One key per band: the band index and the band's values, hashed to 12 bytes."""
+    sig = np.ascontiguousarray(signature, dtype=np.uint32)
+    keys = []
+    for i in range(bands):
+        chunk = sig[i * rows:(i + 1) * rows].tobytes()
+        keys.append(i.to_bytes(2, "little") + hashlib.blake2b(chunk, digest_size=10).digest())
+    return keys
