@@ -25,7 +25,15 @@ def main(argv=None) -> None:
 
     text_bench.main(["--mb", "2" if args.quick else "16", "--datatrove_mb", "0.5" if args.quick else "2"])
     print()
+    from benchmarks import minhash_bench
+
+    minhash_bench.main(["--mb", "1" if args.quick else "4"])
+    print()
     input_bench(quick=args.quick)
+    print()
+    from benchmarks import dedup_scaling
+
+    dedup_scaling.main(["--sizes", "10000,100000" if args.quick else "10000,100000,1000000"])
 
 
 def input_bench(quick: bool = False) -> None:
