@@ -121,7 +121,7 @@ class TextPipelineOptions(PipelineOptions):
         parser.add_argument("--lsh_rows", type=int, default=0, help="LSH rows per band (0: from the threshold).")
         parser.add_argument("--near_dup_verify", default="estimate", choices=["estimate", "exact", "none"],
                             help="Check LSH candidates by estimated or exact Jaccard before they count.")
-        parser.add_argument("--near_dup_max_rounds", type=int, default=12,
+        parser.add_argument("--near_dup_max_rounds", type=int, default=10,
                             help="Connected-components rounds (large-star + small-star each).")
         parser.add_argument("--near_dup_clusters", action="store_true",
                             help="Write cluster membership (id, cluster_id, cluster_size) to "

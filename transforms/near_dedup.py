@@ -18,8 +18,9 @@
    the duplicate threshold for the same reason.
 4. **Connected components** without a single machine: alternating large-star
    and small-star rounds (Kiveris et al., "Connected Components in MapReduce
-   and Beyond", 2014) over the edge list, unrolled for ``max_rounds`` rounds,
-   each a pair of ``GroupByKey`` steps; each round counts how many edges
+   and Beyond", 2014) over the edge list, unrolled for ``max_rounds`` rounds
+   (10 by default; the number of rounds grows with the logarithm of the
+   component size), each a pair of ``GroupByKey`` steps; each round counts how many edges
    changed, and the run records whether the last round changed none. At the
    fixed point every component is a star around its smallest id.
 5. **Survivors**: the smallest id of each component; every other member is
@@ -56,7 +57,7 @@ class NearDedupConfig:
     candidate_threshold: float = 0.0  # 0: threshold - 0.2 (see the module docstring)
     verify: str = "estimate"
     verify_threshold: float = 0.0  # 0: threshold - 2.5 standard errors (estimate) or threshold (exact)
-    max_rounds: int = 12
+    max_rounds: int = 10
     max_bucket: int = 64  # larger buckets compare each member with its next max_bucket members
     batch_size: int = 256
 
@@ -211,36 +212,42 @@ def _both_directions(edge):
     yield b, a
 
 
+def _changed(kv):
+    """An edge present before the round or after it, not both."""
+    grouped = kv[1]
+    return not (grouped["before"] and grouped["after"])
+
+
 class _StarRound(beam.PTransform):
-    """One large-star + small-star round; also counts the edges that changed."""
+    """One large-star + small-star round; also counts the edges that changed.
+
+    Duplicate edges need no ``Distinct``: every step groups by a node and
+    works on the set of its neighbours.
+    """
 
     def __init__(self, index: int):
         super().__init__()
         self._index = index
 
     def expand(self, edges):
-        large = (
+        key = (INFO, f"near_dedup.round_{self._index:02d}_changes")
+        small = (
             edges
             | "Undirected" >> beam.FlatMap(_both_directions)
             | "GroupLarge" >> beam.GroupByKey()
             | "LargeStar" >> beam.FlatMap(lambda kv: large_star(kv[0], kv[1]))
-            | "DistinctLarge" >> beam.Distinct()
-        )
-        small = (
-            large
             | "GroupSmall" >> beam.GroupByKey()
             | "SmallStar" >> beam.FlatMap(lambda kv: small_star(kv[0], kv[1]))
-            | "DistinctSmall" >> beam.Distinct()
         )
-        index = self._index
-        changes = (
+        changed = (
             {"before": edges | "KeyBefore" >> beam.Map(lambda e: (e, None)),
              "after": small | "KeyAfter" >> beam.Map(lambda e: (e, None))}
             | "Diff" >> beam.CoGroupByKey()
-            | "Changed" >> beam.Filter(lambda kv: not (kv[1]["before"] and kv[1]["after"]))
-            | "CountChanged" >> beam.combiners.Count.Globally()
-            | "ChangeCount" >> beam.Map(lambda n: ((INFO, f"near_dedup.round_{index:02d}_changes"), n))
+            | "Changed" >> beam.Filter(_changed)
+            | "OnePerChange" >> beam.Map(lambda _: (key, 1))
         )
+        zero = edges.pipeline | "ZeroChanges" >> beam.Create([(key, 0)])  # a round with none
+        changes = (changed, zero) | "RoundChanges" >> beam.Flatten()
         return small, changes
 
 
