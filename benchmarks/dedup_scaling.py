@@ -13,6 +13,7 @@ DirectRunner keeps a stage's data in memory), never by a global index.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -29,7 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def write_corpus(path: str, n: int, seed: int = 0) -> int:
     rng = random.Random(seed)
     vocab = [f"w{i}" for i in range(20000)]
-    weights = [1.0 / (i + 1) for i in range(len(vocab))]  # Zipf-like
+    cum_weights = list(itertools.accumulate(1.0 / (i + 1) for i in range(len(vocab))))  # Zipf-like
     originals = []
     size = 0
     with open(path, "w") as f:
@@ -41,7 +42,7 @@ def write_corpus(path: str, n: int, seed: int = 0) -> int:
             elif originals and r < 0.15:  # exact copy
                 words = rng.choice(originals)
             else:
-                words = rng.choices(vocab, weights, k=rng.randint(60, 100))
+                words = rng.choices(vocab, cum_weights=cum_weights, k=rng.randint(60, 100))
                 if len(originals) < 5000:
                     originals.append(words)
                 else:
