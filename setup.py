@@ -26,6 +26,10 @@ INSTALL_REQUIRES = [
     # MinHash: the permutation minimum as one compiled loop (numpy would make
     # 128 passes over every shingle array).
     "numba==0.68.1",
+    # PII: phone numbers validated against libphonenumber's metadata.
+    "phonenumbers==9.0.43",
+    # Content blocklist: Aho-Corasick multi-pattern matching in C.
+    "pyahocorasick>=2.1",
     # JSONL parsing: faster than json, strict UTF-8, bounded nesting depth.
     "orjson>=3.9",
 ]

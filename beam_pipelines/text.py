@@ -36,7 +36,11 @@ from beam_pipelines.runner import runner_for
 from transforms import common
 from transforms.clean import Clean, CleanConfig
 from transforms.dedup import ExactDedup
+from transforms.content import (DEFAULT_BLOCKLIST, DEFAULT_LICENSES, BlocklistConfig,
+                                LicenseConfig, load_word_list)
 from transforms.filters import FilterConfig
+from transforms.pii import KINDS as PII_KINDS
+from transforms.pii import PiiConfig, ScrubPii
 from transforms.minhash import MinHashConfig
 from transforms.near_dedup import NearDedup, NearDedupConfig
 from transforms.quality import QualityFilter
@@ -48,8 +52,7 @@ from transforms.writers import EncodeExamples, WriteShards, WriterConfig
 __all__ = ["TextPipelineOptions", "STEPS", "build_pipeline", "run", "parse_steps"]
 
 STEPS = ("clean", "filter", "dedup", "pii", "tokenize")
-# Steps this version implements; 'pii' lands with the PII scrubber.
-AVAILABLE_STEPS = ("clean", "filter", "dedup", "tokenize")
+AVAILABLE_STEPS = STEPS
 
 
 class OptionError(ValueError):
@@ -80,7 +83,7 @@ class TextPipelineOptions(PipelineOptions):
         parser.add_argument("--output_dir", default=None, help="Output directory.")
         parser.add_argument("--steps", default=None,
                             help="Comma-separated steps among clean,filter,dedup,pii,tokenize "
-                                 "(default: all available, in that order).")
+                                 "(default: all five, in that order).")
         parser.add_argument("--tokenizer_model", default=None,
                             help="Reuse this SentencePiece model instead of training one.")
         parser.add_argument("--vocab_size", type=int, default=8000,
@@ -108,6 +111,28 @@ class TextPipelineOptions(PipelineOptions):
                             help="Drop documents shorter than this (characters, after cleaning).")
         parser.add_argument("--max_chars", type=int, default=None,
                             help="Drop documents longer than this (characters, after cleaning).")
+        parser.add_argument("--license_allow", default=",".join(DEFAULT_LICENSES),
+                            help="Licence families kept when a record has a licence field.")
+        parser.add_argument("--license_missing", default="keep", choices=["keep", "drop"],
+                            help="What to do with records that carry no licence.")
+        parser.add_argument("--no_license_filter", action="store_true")
+        parser.add_argument("--blocklist_file", default=None,
+                            help="Word list (one word or phrase a line) for the content filter; "
+                                 "default: a small built-in list.")
+        parser.add_argument("--blocklist_threshold", type=float, default=0.01,
+                            help="Drop a document when blocked words exceed this share of its words.")
+        parser.add_argument("--no_blocklist", action="store_true")
+        parser.add_argument("--pii_mode", default="tag", choices=["tag", "mask", "pseudonym"],
+                            help="Replace PII by <KIND>, by --pii_mask, or by a salted pseudonym.")
+        parser.add_argument("--pii_mask", default="[REDACTED]")
+        parser.add_argument("--pii_salt_env", default="BEAMTRAIN_PII_SALT",
+                            help="Environment variable holding the pseudonym salt (never a flag: "
+                                 "it would land in manifest.json and shell history).")
+        parser.add_argument("--pii_kinds", default=",".join(PII_KINDS))
+        parser.add_argument("--pii_phone_regions", default="US,GB",
+                            help="Countries whose national phone formats are recognised.")
+        parser.add_argument("--pii_drop_above", type=int, default=0,
+                            help="Drop documents with more than this many findings (0: scrub all).")
         parser.add_argument("--no_near_dedup", action="store_true",
                             help="dedup step: exact duplicates only, no MinHash LSH.")
         parser.add_argument("--near_dup_threshold", type=float, default=0.8,
@@ -183,6 +208,14 @@ def validate(opts: TextPipelineOptions) -> Dict[str, Any]:
         raise OptionError(f"--spm_sample_docs: must be positive, got {opts.spm_sample_docs}")
     if opts.spm_model_type not in ("unigram", "bpe", "char", "word"):
         raise OptionError(f"--spm_model_type: unknown type {opts.spm_model_type!r}")
+    if not 0.0 < opts.near_dup_threshold < 1.0:
+        raise OptionError(f"--near_dup_threshold: must be in (0, 1), got {opts.near_dup_threshold}")
+    if opts.minhash_num_perm < 2:
+        raise OptionError(f"--minhash_num_perm: must be at least 2, got {opts.minhash_num_perm}")
+    if opts.minhash_ngram < 1 or opts.minhash_char_ngram < 0:
+        raise OptionError("--minhash_ngram must be >= 1 and --minhash_char_ngram >= 0")
+    if opts.near_dup_max_rounds < 1:
+        raise OptionError(f"--near_dup_max_rounds: must be >= 1, got {opts.near_dup_max_rounds}")
     try:
         near = NearDedupConfig(
             minhash=MinHashConfig(
@@ -193,6 +226,19 @@ def validate(opts: TextPipelineOptions) -> Dict[str, Any]:
         near_bands, near_rows = near.lsh_params()
     except ValueError as e:
         raise OptionError(f"--near_dup_* / --minhash_* / --lsh_*: {e}") from e
+    pii_kinds = tuple(k.strip().upper() for k in opts.pii_kinds.split(",") if k.strip())
+    salt = os.environ.get(opts.pii_salt_env, "") if opts.pii_mode == "pseudonym" else ""
+    try:
+        PiiConfig(kinds=pii_kinds, mode=opts.pii_mode, mask=opts.pii_mask, salt=salt,
+                  phone_regions=tuple(r.strip().upper() for r in opts.pii_phone_regions.split(",")))
+    except ValueError as e:
+        raise OptionError(f"--pii_*: {e} (the salt comes from ${opts.pii_salt_env})") from e
+    if opts.pii_drop_above < 0:
+        raise OptionError("--pii_drop_above: must be >= 0")
+    if not 0.0 <= opts.blocklist_threshold < 1.0:
+        raise OptionError(f"--blocklist_threshold: must be in [0, 1), got {opts.blocklist_threshold}")
+    if opts.blocklist_file and not FileSystems.exists(opts.blocklist_file):
+        raise OptionError(f"--blocklist_file: no such file {opts.blocklist_file!r}")
     overrides = _load_json_arg("filter_config", opts.filter_config)
     if opts.min_chars is not None:
         overrides["min_chars"] = opts.min_chars
@@ -215,6 +261,15 @@ def validate(opts: TextPipelineOptions) -> Dict[str, Any]:
         "tokenizer": {"model": opts.tokenizer_model, "vocab_size": opts.vocab_size,
                       "model_type": opts.spm_model_type, "sample_docs": opts.spm_sample_docs,
                       "add_eos": not opts.no_eos},
+        "license": None if opts.no_license_filter else {
+            "allow": [a.strip() for a in opts.license_allow.split(",") if a.strip()],
+            "missing": opts.license_missing},
+        "blocklist": None if opts.no_blocklist else {
+            "file": opts.blocklist_file, "threshold": opts.blocklist_threshold},
+        "pii": {"kinds": list(pii_kinds), "mode": opts.pii_mode, "mask": opts.pii_mask,
+                "salt_env": opts.pii_salt_env,
+                "phone_regions": [r.strip().upper() for r in opts.pii_phone_regions.split(",")],
+                "drop_above": opts.pii_drop_above},
         "near_dedup": None if opts.no_near_dedup else {
             "threshold": opts.near_dup_threshold, "num_perm": opts.minhash_num_perm,
             "seed": opts.minhash_seed, "ngram": opts.minhash_ngram,
@@ -286,7 +341,16 @@ def build_pipeline(p: beam.Pipeline, config: Dict[str, Any]) -> None:
         records = cleaned.records
         counts.append(cleaned[common.COUNTS])
     if "filter" in steps:
-        kept = records | "Filter" >> QualityFilter(FilterConfig.from_dict(config["filter"]))
+        lic = config.get("license")
+        blk = config.get("blocklist")
+        blocklist = None
+        if blk:
+            words = load_word_list(blk["file"]) if blk["file"] else DEFAULT_BLOCKLIST
+            blocklist = BlocklistConfig(words=words, threshold=blk["threshold"])
+        kept = records | "Filter" >> QualityFilter(
+            FilterConfig.from_dict(config["filter"]),
+            LicenseConfig(allow=tuple(lic["allow"]), missing=lic["missing"]) if lic else None,
+            blocklist)
         records = kept.records
         counts.append(kept[common.COUNTS])
     if "dedup" in steps:
@@ -304,6 +368,14 @@ def build_pipeline(p: beam.Pipeline, config: Dict[str, Any]) -> None:
                      | "WriteClusters" >> beam.io.WriteToText(
                          FileSystems.join(out, "near_dup_clusters", "clusters"),
                          file_name_suffix=".jsonl"))
+    if "pii" in steps:
+        pc = config["pii"]
+        salt = os.environ.get(pc["salt_env"], "") if pc["mode"] == "pseudonym" else ""
+        scrubbed = records | "Pii" >> ScrubPii(
+            PiiConfig(kinds=tuple(pc["kinds"]), mode=pc["mode"], mask=pc["mask"], salt=salt,
+                      phone_regions=tuple(pc["phone_regions"])), pc["drop_above"])
+        records = scrubbed.records
+        counts.append(scrubbed[common.COUNTS])
     tokenizer = p | "NoTokenizer" >> beam.Create([])
     if "tokenize" in steps:
         tcfg = config["tokenizer"]

@@ -52,7 +52,7 @@ def test_manifest_describes_the_shards(demo_run):
     assert sum(s["records"] for s in manifest["shards"]) == stats["records_out"]
     assert manifest["tokenizer"]["sha256"] == _sha256(out / "tokenizer" / "spm.model")
     assert {f["path"] for f in manifest["inputs"]} >= {p for g in demo.sample_inputs() for p in glob.glob(g)}
-    assert manifest["config"]["steps"] == ["clean", "filter", "dedup", "tokenize"]
+    assert manifest["config"]["steps"] == ["clean", "filter", "dedup", "pii", "tokenize"]
     assert manifest["code_version"]["apache_beam"]
 
 
@@ -166,7 +166,10 @@ def test_rerun_replaces_previous_output(tmp_path):
 
 @pytest.mark.parametrize("args,needle", [
     (["--steps", "clean,bogus"], "--steps: unknown step 'bogus'"),
-    (["--steps", "pii"], "--steps: step 'pii' is not available"),
+    (["--pii_mode", "pseudonym", "--pii_salt_env", "BEAMTRAIN_TEST_UNSET_SALT"], "--pii_*"),
+    (["--pii_kinds", "EMAIL,NAMES"], "--pii_*"),
+    (["--blocklist_file", "/nonexistent/words.txt"], "--blocklist_file"),
+    (["--near_dup_threshold", "1.5"], "--near_dup_threshold"),
     (["--num_shards", "-1"], "--num_shards"),
     (["--validation_fraction", "1.5"], "--validation_fraction"),
     (["--vocab_size", "3"], "--vocab_size"),
@@ -190,7 +193,7 @@ def test_missing_input_is_an_error(tmp_path, capsys):
 
 
 def test_parse_steps_orders_and_defaults():
-    assert text.parse_steps(None) == ["clean", "filter", "dedup", "tokenize"]
+    assert text.parse_steps(None) == ["clean", "filter", "dedup", "pii", "tokenize"]
     assert text.parse_steps("tokenize,clean") == ["clean", "tokenize"]
     with pytest.raises(text.OptionError):
         text.parse_steps("clean,clean")

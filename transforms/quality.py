@@ -1,33 +1,57 @@
-"""The filter step as a Beam transform over :class:`transforms.filters.TextFilter`.
+"""The filter step as a Beam transform: licence allowlist, word blocklist, quality rules.
 
-Each dropped document is counted under ``filtered.<reason>``; lines removed by
-the C4 line rules are counted under ``lines_removed.<reason>`` (informational:
-a document that loses lines is still one record).
+In order: :class:`transforms.content.LicenseFilter` (on the record's
+``license`` metadata), :class:`transforms.content.Blocklist`, then
+:class:`transforms.filters.TextFilter` (C4, Gopher, length). Each dropped
+document is counted under ``filtered.<reason>``; documents the licence rule
+lets through are counted under ``license.<family>`` (or ``license.missing``); lines removed by the C4 line rules
+under ``lines_removed.<reason>`` (informational: a document that loses lines
+is still one record).
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import apache_beam as beam
 
 from transforms import common
 from transforms.common import FILTERED
+from transforms.content import Blocklist, BlocklistConfig, LicenseConfig, LicenseFilter
 from transforms.filters import FilterConfig, TextFilter
 
-__all__ = ["QualityFilter", "LINES_REMOVED"]
+__all__ = ["QualityFilter", "LINES_REMOVED", "LICENSE"]
 
 LINES_REMOVED = "lines_removed"
+LICENSE = "license"
 
 
 class _FilterDoFn(common.CountingDoFn):
-    def __init__(self, config: FilterConfig):
+    def __init__(self, config: FilterConfig, license_config: Optional[LicenseConfig],
+                 blocklist_config: Optional[BlocklistConfig]):
         super().__init__()
         self._config = config
+        self._license_config = license_config
+        self._blocklist_config = blocklist_config
         self._filter = None
 
     def setup(self):
         self._filter = TextFilter(self._config)
+        self._license = LicenseFilter(self._license_config) if self._license_config else None
+        self._blocklist = Blocklist(self._blocklist_config) if self._blocklist_config else None
 
     def process(self, record: dict):
+        if self._license is not None:
+            keep, outcome = self._license(record.get("meta", {}).get("license"))
+            if not keep:
+                self.count(FILTERED, outcome)
+                return
+            self.count(LICENSE, outcome, metric=False)
+        if self._blocklist is not None:
+            reason, hits = self._blocklist(record["text"])
+            if reason is not None:
+                self.count(FILTERED, reason)
+                return
         line_counts: dict = {}
         text, reason = self._filter(record["text"], line_counts)
         for line_reason, n in line_counts.items():
@@ -45,10 +69,15 @@ class _FilterDoFn(common.CountingDoFn):
 class QualityFilter(beam.PTransform):
     """Records -> records that pass the Gopher/C4/length rules; ``counts`` side output."""
 
-    def __init__(self, config: FilterConfig = FilterConfig()):
+    def __init__(self, config: FilterConfig = FilterConfig(),
+                 license_config: Optional[LicenseConfig] = None,
+                 blocklist_config: Optional[BlocklistConfig] = None):
         super().__init__()
         self._config = config
+        self._license_config = license_config
+        self._blocklist_config = blocklist_config
 
     def expand(self, records):
-        return records | "QualityRules" >> beam.ParDo(_FilterDoFn(self._config)).with_outputs(
-            common.COUNTS, main="records")
+        return records | "QualityRules" >> beam.ParDo(_FilterDoFn(
+            self._config, self._license_config, self._blocklist_config)).with_outputs(
+                common.COUNTS, main="records")

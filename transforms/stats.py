@@ -70,6 +70,8 @@ def build_stats(counts: Dict[Tuple[str, str], int]) -> Dict[str, Any]:
         "duplicates": dict(sorted(duplicates.items())),
         "dead_letter": dict(sorted(by_kind[DEAD_LETTER].items())),
         "lines_removed": dict(sorted(by_kind["lines_removed"].items())),
+        "pii": dict(sorted(by_kind["pii"].items())),
+        "license": dict(sorted(by_kind["license"].items())),
         "info": dict(sorted(by_kind[INFO].items())),
         "histograms": {},
     }

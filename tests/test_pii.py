@@ -1,0 +1,134 @@
+"""PII detection and scrubbing: positives, hard negatives, modes, the pipeline step."""
+
+import json
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from conftest import assert_accounting, read_shards, run_text
+from transforms import pii
+from transforms.pii import PiiConfig, PiiScrubber, find_pii, luhn_valid, scrub
+
+
+def found(text):
+    return [(text[s.start:s.end], s.kind) for s in find_pii(text)]
+
+
+POSITIVES = [
+    ("Write to jane.doe+list@mail.example.co.uk today.", ("jane.doe+list@mail.example.co.uk", "EMAIL")),
+    ("mailto:SUPPORT@Example.ORG.", ("SUPPORT@Example.ORG", "EMAIL")),
+    ("Call (202) 555-0147 after nine.", ("(202) 555-0147", "PHONE")),
+    ("Office: +44 20 7946 0958 (London)", ("+44 20 7946 0958", "PHONE")),
+    ("Tel. 020 7946 0958", ("020 7946 0958", "PHONE")),
+    ("Berlin office +49 30 901820", ("+49 30 901820", "PHONE")),
+    ("client 151.101.1.69 connected", ("151.101.1.69", "IP_ADDRESS")),
+    ("resolver 2606:4700:4700::1111 answered", ("2606:4700:4700::1111", "IP_ADDRESS")),
+    ("card 4111-1111-1111-1111 exp 12/27", ("4111-1111-1111-1111", "CREDIT_CARD")),
+    ("Amex 3782 822463 10005.", ("3782 822463 10005", "CREDIT_CARD")),
+    ("SSN: 123-45-6789", ("123-45-6789", "US_SSN")),
+    ("ssn 219 09 9999 on file", ("219 09 9999", "US_SSN")),
+    ("Pay to DE89 3704 0044 0532 0130 00 by Friday", ("DE89 3704 0044 0532 0130 00", "IBAN")),
+    ("IBAN GB82WEST12345698765432.", ("GB82WEST12345698765432", "IBAN")),
+    ("key AKIAIOSFODNN7EXAMPLE in the log", ("AKIAIOSFODNN7EXAMPLE", "SECRET")),
+    ("token ghp_" + "a1B2c3D4e5" * 3 + "f6G7h8", ("ghp_" + "a1B2c3D4e5" * 3 + "f6G7h8", "SECRET")),
+    ('password = "hunter2"', ("hunter2", "SECRET")),
+    ("DB_PASS=changeme", ("changeme", "SECRET")),
+    ("postgres://admin:S3cr3t@db.example.com/app", ("admin:S3cr3t", "SECRET")),
+    ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+     ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U", "SECRET")),
+]
+
+
+@pytest.mark.parametrize("text,expected", POSITIVES, ids=[p[1][1] for p in POSITIVES])
+def test_positives(text, expected):
+    assert found(text) == [expected]
+
+
+NEGATIVES = [
+    "git clone git@github.com:org/repo.git",
+    "@property def name(self): pass",
+    "npm install lodash@4.17.21",
+    "ssh root@localhost",
+    "Released version 1.2.3.4 today; see section 4.2.1.3.",
+    "Python 3.11.2.1 and OID 1.3.6.1.4.1.311",
+    "Private 10.0.0.1, 192.168.1.1, 172.16.5.4, loopback 127.0.0.1 and ::1, fe80::1",
+    "Docs use 192.0.2.10, 198.51.100.7, 203.0.113.9 and 2001:db8::42.",
+    "Order #100234987 shipped on 2023-10-12 at 14:35:07.",
+    "ISBN 978-3-16-148410-0, ZIP 90210-1234, total $1,234,567.89",
+    "Coordinates 40.7128, -74.0060; timestamp 1697040000.",
+    "Not a card: 4111 1111 1111 1112 (bad Luhn).",
+    "Invalid SSNs 000-12-3456, 666-12-3456, 912-34-5678, 123-00-4567, 123-45-0000.",
+    "Bad IBAN DE89370400440532013001 and BIC DEUTDEFF500.",
+    "commit 3f786850e387550fdab836ed7e6dc881de23001b",
+    "sha256 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    "id 123e4567-e89b-12d3-a456-426614174000",
+    'password = "<your password here>"',
+    "password: ${DB_PASSWORD}",
+    'token = os.environ["TOKEN"]',
+    "Forgot your password? Reset your password here.",
+    "MAC 00:1A:2B:3C:4D:5E, time 12:30:45",
+]
+
+
+@pytest.mark.parametrize("text", NEGATIVES)
+def test_hard_negatives(text):
+    assert found(text) == []
+
+
+def test_luhn():
+    assert luhn_valid("4111111111111111") and not luhn_valid("4111111111111112")
+    assert luhn_valid("79927398713")
+
+
+def test_scrub_modes():
+    text = "Mail a@example.com and b@example.com, again a@example.com."
+    assert scrub(text) == "Mail <EMAIL> and <EMAIL>, again <EMAIL>."
+    assert scrub(text, mode="mask", mask="***") == "Mail *** and ***, again ***."
+    p1 = scrub(text, mode="pseudonym", salt="s3cret", doc_key="doc1")
+    tags = [w.strip(",.") for w in p1.split() if w.startswith("<EMAIL_")]
+    assert tags[0] == tags[2] != tags[1]  # consistent within the document
+    assert scrub(text, mode="pseudonym", salt="other", doc_key="doc1") != p1  # keyed by the salt
+    assert scrub(text, mode="pseudonym", salt="s3cret", doc_key="doc2") != p1  # per document
+    with pytest.raises(ValueError):
+        PiiConfig(mode="pseudonym")  # no salt, no pseudonyms
+    only_email = scrub("a@example.com 123-45-6789", kinds=("EMAIL",))
+    assert only_email == "<EMAIL> 123-45-6789"
+
+
+def test_spans_are_sorted_and_disjoint_and_secret_wins():
+    text = "https://bob:pa55word@example.com and bob@example.com"
+    spans = find_pii(text)
+    assert [(text[s.start:s.end], s.kind) for s in spans] == [
+        ("bob:pa55word", "SECRET"), ("bob@example.com", "EMAIL")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_never_crashes_and_spans_are_valid(text):
+    spans = find_pii(text)
+    assert all(0 <= s.start < s.end <= len(text) for s in spans)
+    assert all(a.end <= b.start for a, b in zip(spans, spans[1:]))
+
+
+def test_pii_step_in_the_pipeline(tmp_path):
+    from test_text_pipeline import _prose_sentences
+
+    pool = _prose_sentences()
+    body = "\n".join(pool[:12])
+    rows = [
+        {"id": "one", "text": body + "\nContact jane@example.org or call (202) 555-0147."},
+        {"id": "many", "text": body + "\n" + " ".join(f"user{i}@example.org" for i in range(8)) + "."},
+        {"id": "clean", "text": "\n".join(pool[12:24])},
+    ]
+    inp = tmp_path / "a.jsonl"
+    inp.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "out"
+    stats = run_text([str(inp)], out, "--steps", "pii", "--pii_drop_above", "5",
+                     "--validation_fraction", "0")
+    assert_accounting(stats, out)
+    texts = {r["id"][0].decode(): r["text"][0].decode() for r in read_shards(out)}
+    assert set(texts) == {"one", "clean"}
+    assert texts["one"].endswith("Contact <EMAIL> or call <PHONE>.")
+    in_body = sum(1 for s in find_pii(body) if s.kind == "EMAIL")  # the prose has a few
+    assert stats["pii"] == {"EMAIL": 9 + 2 * in_body, "PHONE": 1}
+    assert stats["filtered"] == {"pii_too_many": 1}
