@@ -29,6 +29,10 @@ def main(argv=None) -> None:
 
     minhash_bench.main(["--mb", "1" if args.quick else "4"])
     print()
+    from benchmarks import pii_bench
+
+    pii_bench.main(["--mb", "1" if args.quick else "8"])
+    print()
     input_bench(quick=args.quick)
     print()
     from benchmarks import dedup_scaling

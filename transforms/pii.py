@@ -44,6 +44,7 @@ import hashlib
 import hmac
 import ipaddress
 import re
+import string
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 __all__ = ["Span", "KINDS", "PiiConfig", "PiiScrubber", "find_pii", "scrub", "luhn_valid",
@@ -152,47 +153,60 @@ def iban_valid(compact: str) -> bool:
 # ---------------------------------------------------------------------------
 # Patterns
 
-_EMAIL = re.compile(
-    r"(?<![A-Za-z0-9._%+\-@])"
-    r"([A-Za-z0-9](?:[A-Za-z0-9._%+\-]{0,62}[A-Za-z0-9_%+\-])?)"
-    r"@((?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24})(?![A-Za-z0-9\-])")
-_PHONE_CANDIDATE = re.compile(
-    r"(?<![\w.+/\-])(\+?\(?\d[\d\s().\-/]{5,20}\d)(?:\s*(?:ext\.?|x|#)\s*\d{1,6})?(?![\w.\-]?\d)")
+_LOCAL_CHARS = frozenset(string.ascii_letters + string.digits + "._%+-")
+_DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![A-Za-z0-9\-])")
+# Runs of digits with phone/card punctuation: one scan serves phones, cards and SSNs.
+_DIGIT_RUNS = re.compile(r"\d[\d \t().\-/]{5,24}\d")
+_DIGIT_GROUPS = re.compile(r"\d+")
+_DOTTED_NUMBER = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|\d+\.\d+")
 _PHONE_WORDS = re.compile(r"(?i)\b(?:tel|telephone|phone|call|mobile|cell|fax|whatsapp|contact|"
                           r"dial|ring|text|sms|hotline|helpline)\b|☎|📞")
-_IPV4 = re.compile(r"(?<![\w.\-])((?:\d{1,3}\.){3}\d{1,3})(?![\w\-]|\.\d)")
+_IPV4 = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
+_IPV6_PRECHECK = re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f]{0,4}:")
 _IPV6 = re.compile(r"(?<![\w:.])((?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}"
                    r"(?:(?<=:)\d{1,3}(?:\.\d{1,3}){3})?)(?![\w:.])")
 _VERSION_WORDS = re.compile(
     r"(?i)(?:\bv|version|\bver\b|release|python|build|firmware|\brev\b|update|upgrade|sdk|"
     r"api|package|library|section|chapter|§|oid|rule|step|clause|figure|table|paragraph|"
     r"node|npm|pip|==|>=|<=|~=)[\s:=#.\-]*$")
-_CARD = re.compile(r"(?<![\w\-.])(\d(?:[ \-]?\d){11,18})(?![\w\-]|\.\d)")
-_SSN = re.compile(r"(?<![\w\-.])(\d{3})([\- ])(\d{2})\2(\d{4})(?![\w\-]|\.\d)")
-_IBAN_START = re.compile(r"(?<![A-Za-z0-9])([A-Z]{2})(\d{2})(?=[ ]?[A-Z0-9])")
+_CARD = re.compile(r"\d(?:[ \-]?\d){11,18}")
+_SSN = re.compile(r"(\d{3})([\- ])(\d{2})\2(\d{4})")
+_IBAN_START = re.compile(r"[A-Z]{2}\d{2}")
 
+# (literal(s), or a regex with a literal prefix, that must occur; pattern): the
+# pattern runs only when the cheap check finds its trigger in the text.
 _SECRET_PATTERNS = [
-    re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----"),
-    re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}(?![A-Za-z0-9])"),
-    re.compile(r"(?<![A-Za-z0-9_])gh[pousr]_[A-Za-z0-9]{36}(?![A-Za-z0-9])"),
-    re.compile(r"(?<![A-Za-z0-9_])github_pat_[A-Za-z0-9_]{82}(?![A-Za-z0-9_])"),
-    re.compile(r"(?<![A-Za-z0-9_\-])glpat-[A-Za-z0-9_\-]{20}(?![A-Za-z0-9_\-])"),
-    re.compile(r"(?<![A-Za-z0-9])xox[abposr]-[A-Za-z0-9\-]{10,}"),
-    re.compile(r"https://hooks\.slack\.com/services/T[A-Za-z0-9]+/B[A-Za-z0-9]+/[A-Za-z0-9]+"),
-    re.compile(r"(?<![A-Za-z0-9_])(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}(?![A-Za-z0-9])"),
-    re.compile(r"(?<![A-Za-z0-9_\-])AIza[0-9A-Za-z_\-]{35}(?![A-Za-z0-9_\-])"),
-    re.compile(r"(?<![A-Za-z0-9_\-.])eyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{10,}"),
+    ("PRIVATE KEY", re.compile(
+        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----")),
+    (("AKIA", "ASIA", "ABIA", "ACCA"),
+     re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}(?![A-Za-z0-9])")),
+    (re.compile(r"gh[pousr]_"),
+     re.compile(r"(?<![A-Za-z0-9_])gh[pousr]_[A-Za-z0-9]{36}(?![A-Za-z0-9])")),
+    ("github_pat_", re.compile(r"(?<![A-Za-z0-9_])github_pat_[A-Za-z0-9_]{82}(?![A-Za-z0-9_])")),
+    ("glpat-", re.compile(r"(?<![A-Za-z0-9_\-])glpat-[A-Za-z0-9_\-]{20}(?![A-Za-z0-9_\-])")),
+    ("xox", re.compile(r"(?<![A-Za-z0-9])xox[abposr]-[A-Za-z0-9\-]{10,}")),
+    ("hooks.slack.com", re.compile(
+        r"https://hooks\.slack\.com/services/T[A-Za-z0-9]+/B[A-Za-z0-9]+/[A-Za-z0-9]+")),
+    (re.compile(r"k_(?:live|test)_"),
+     re.compile(r"(?<![A-Za-z0-9_])(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}(?![A-Za-z0-9])")),
+    ("AIza", re.compile(r"(?<![A-Za-z0-9_\-])AIza[0-9A-Za-z_\-]{35}(?![A-Za-z0-9_\-])")),
+    ("eyJ", re.compile(
+        r"(?<![A-Za-z0-9_\-.])eyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{10,}")),
 ]
 _URL_CREDENTIALS = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://([^\s:/@?#]+:[^\s/@?#]+)@[A-Za-z0-9\[]")
-_SECRET_PRECHECK = re.compile(
-    r"PRIVATE KEY|AKIA|ASIA|ABIA|ACCA|gh[pousr]_|github_pat_|glpat-|xox[abposr]-|hooks\.slack|"
-    r"sk_live|sk_test|rk_live|rk_test|AIza|eyJ|://[^\s/@]+@|"
-    r"(?i:pass|pwd|secret|token|api.?key|access.?key|auth|credential|private.?key)")
-_ASSIGNMENT = re.compile(
-    r"(?i)(?<![A-Za-z0-9])([A-Za-z0-9_.\-]*(?:password|passwd|passphrase|pwd|pass|secret|token|"
-    r"api[_\-]?key|apikey|access[_\-]?key|private[_\-]?key|client[_\-]?secret|auth[_\-]?key|"
-    r"credentials?)[A-Za-z0-9_.\-]*)[\"']?\s*(?::=|=>|=|:)\s*"
+_SECRET_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "credential")
+# Anchored where a secret word was found: the rest of the key name, an
+# assignment operator, and the value (quoted, or a bare token).
+_ASSIGNMENT_AT = re.compile(
+    r"[A-Za-z0-9_.\-]*[\"']?[ \t]*(?::=|=>|=|:)[ \t]*"
     r"(?:\"([^\"\n]{1,256})\"|'([^'\n]{1,256})'|([^\s\"',;)}\]]{1,256}))")
+# What the whole key name must contain to be a secret's name ("key" alone is not).
+_SECRET_KEY_NAME = re.compile(
+    r"pass|pwd|secret|token|api.?key|apikey|access.?key|private.?key|auth|credential|signing.?key")
+_AUTH_SCHEME = re.compile(r"(?i)(?:bearer|basic|token|digest)(?: +|$)")
+_BARE_TOKEN = re.compile(r"[ \t]+([^\s\"',;)}\]]{4,256})")
+_KEY_REST = re.compile(r"[a-z0-9_.\-]*")
+_KEY_CHARS = frozenset(string.ascii_letters + string.digits + "_.-")
 _PLACEHOLDER = re.compile(
     r"(?i)^(?:\$|%|\{|<|\[|\(|os\.|process\.env|env\(|getenv|environ|config\.|settings\.|self\.|"
     r"none$|null$|nil$|true$|false$|undefined$|\*+$|x+$|\.\.\.$|your[_\- ]|<|example|"
@@ -215,90 +229,141 @@ class PiiScrubber:
 
     # ----------------------------------------------------------- detectors
     def _emails(self, text: str, spans: List[Span]) -> None:
-        for m in _EMAIL.finditer(text):
-            end = m.end()
-            if end < len(text) and text[end] == ":" and end + 1 < len(text) and not text[end + 1].isspace():
-                continue  # git@github.com:org/repo.git: an ssh remote, not an address
-            _add(spans, m.start(1), end, "EMAIL")
+        n = len(text)
+        at = text.find("@")
+        while at != -1:
+            start = at
+            while start > 0 and at - start < 64 and text[start - 1] in _LOCAL_CHARS:
+                start -= 1
+            while start < at and not text[start].isalnum():
+                start += 1  # a local part starts with a letter or digit
+            m = _DOMAIN.match(text, at + 1)
+            if m and start < at and text[at - 1] != "." and (start == 0 or text[start - 1] != "@"):
+                end = m.end()
+                remote = end + 1 < n and text[end] == ":" and not text[end + 1].isspace()
+                if not remote:  # git@github.com:org/repo.git: an ssh remote, not an address
+                    _add(spans, start, end, "EMAIL")
+            at = text.find("@", at + 1)
 
-    def _phones(self, text: str, spans: List[Span]) -> None:
+    def _digit_runs(self, text: str, runs, spans: List[Span]) -> None:
+        """Cards, SSNs and phones, from the scan for runs of digits."""
+        kinds = self._kinds
+        n = len(text)
+        for run in runs:
+            start, end = run.span()
+            before = text[start - 1] if start else " "
+            after = text[end] if end < n else " "
+            if after.isalnum() or after == "_" or before.isalnum() or before == "_":
+                continue  # part of a longer token: an id, a hash, a version
+            if (after in ".-" and end + 1 < n and text[end + 1].isdigit()) or (
+                    before in ".-" and start > 1 and text[start - 2].isdigit()):
+                continue  # a longer number (decimals, ranges, ISBN parts)
+            if before in "-#/" and start > 1 and (text[start - 2].isalnum() or before == "#"):
+                continue  # INV-2023-004512, #100234987: identifiers
+            core = run.group()
+            if "CREDIT_CARD" in kinds and _CARD.fullmatch(core):
+                self._card(core, start, spans)
+            if "US_SSN" in kinds:
+                m = _SSN.fullmatch(core)
+                if m and ssn_valid(m.group(1), m.group(3), m.group(4)):
+                    _add(spans, start, end, "US_SSN")
+            if "PHONE" in kinds and before not in "/":
+                self._phone(text, start, end, spans)
+
+    def _card(self, raw: str, start: int, spans: List[Span]) -> None:
+        seps = {ch for ch in raw if not ch.isdigit()}
+        if len(seps) > 1:
+            return
+        digits = raw.replace(" ", "").replace("-", "")
+        if not 13 <= len(digits) <= 19 or not _card_network(digits) or not luhn_valid(digits):
+            return
+        if seps:  # groups of 4, or Amex/Diners 4-6-5 / 4-6-4
+            groups = [len(g) for g in re.split(r"[ \-]", raw)]
+            if not (all(g == 4 for g in groups[:-1]) and 1 <= groups[-1] <= 4
+                    or groups in ([4, 6, 5], [4, 6, 4])):
+                return
+        _add(spans, start, start + len(raw), "CREDIT_CARD")
+
+    def _phone(self, text: str, start: int, end: int, spans: List[Span]) -> None:
         import phonenumbers
         from phonenumbers import Leniency, PhoneNumberMatcher
 
-        for m in _PHONE_CANDIDATE.finditer(text):
-            raw = m.group(0)
-            digits = sum(ch.isdigit() for ch in raw)
-            if digits < 7 or digits > 17:
+        # take a leading "+" or "(" that the digit scan left out
+        if start and text[start - 1] == "(":
+            start -= 1
+        if start and text[start - 1] == "+":
+            start -= 1
+        core = text[start:end]
+        digits = sum(ch.isdigit() for ch in core)
+        if digits < 7 or digits > 15 or _DOTTED_NUMBER.fullmatch(core):
+            return  # IPs, versions and decimals are not phones
+        groups = _DIGIT_GROUPS.findall(core)
+        plus = core.startswith("+")
+        # after the country code (and, in international form, one area digit as
+        # in +33 1 / +81 3 / +61 2) no phone has single-digit groups
+        rest = groups[2:] if plus else groups[1:]
+        if len(groups) > 7 or any(len(g) == 1 for g in rest) or (
+                not plus and len(groups[0]) == 1 and len(groups) > 1 and groups[0] != "1"):
+            return  # "1 2 3 4 5 6 7", lists and tables
+        if core.isdigit() or (core.startswith("+") and core[1:].isdigit()):
+            if not _PHONE_WORDS.search(text[max(0, start - 40):start]):
+                return  # a bare run of digits is an id until something says phone
+        international = core.lstrip("(").startswith("+")
+        for region in ((None,) if international else self._regions):
+            try:  # cheap rejection before the matcher's full checks
+                if not phonenumbers.is_valid_number(phonenumbers.parse(core, region)):
+                    continue
+            except phonenumbers.NumberParseException:
                 continue
-            start = m.start()
-            core = m.group(1)
-            if core.isdigit() or (core.startswith("+") and core[1:].isdigit()):
-                window = text[max(0, start - 40):start]
-                if not _PHONE_WORDS.search(window):
-                    continue  # a bare run of digits is an id until something says phone
-            regions = ("ZZ",) if raw.lstrip("(").startswith("+") else self._regions
-            for region in regions:
-                found = False
-                for match in PhoneNumberMatcher(raw, region if region != "ZZ" else None,
-                                                leniency=Leniency.VALID):
-                    if phonenumbers.is_valid_number(match.number):
-                        _add(spans, start + match.start, start + match.end, "PHONE")
-                        found = True
-                if found:
-                    break
+            found = False
+            for match in PhoneNumberMatcher(core, region, leniency=Leniency.VALID):
+                _add(spans, start + match.start, start + match.end, "PHONE")
+                found = True
+            if found:
+                return
 
-    def _ips(self, text: str, spans: List[Span]) -> None:
-        if "." in text:
-            for m in _IPV4.finditer(text):
-                value = m.group(1)
-                if any(len(octet) > 1 and octet[0] == "0" for octet in value.split(".")):
-                    continue
-                try:
-                    ip = ipaddress.IPv4Address(value)
-                except ValueError:
-                    continue
-                if not ip.is_global or ip.is_multicast:
-                    continue
-                before = text[max(0, m.start() - 24):m.start()]
-                if _VERSION_WORDS.search(before):
-                    continue
+    def _ipv6(self, text: str, spans: List[Span]) -> None:
+        for m in _IPV6.finditer(text):
+            value = m.group(1)
+            if value.count(":") < 2 or not any(c.isalpha() for c in value) and "::" not in value:
+                continue  # 12:30:45 is a time
+            try:
+                ip = ipaddress.IPv6Address(value)
+            except ValueError:
+                continue
+            if ip.is_global and not ip.is_multicast and ip.ipv4_mapped is None:
                 _add(spans, m.start(1), m.end(1), "IP_ADDRESS")
-        if text.count(":") >= 2:
-            for m in _IPV6.finditer(text):
-                value = m.group(1)
-                if value.count(":") < 2 or not any(c.isalpha() for c in value) and "::" not in value:
-                    continue  # 12:30:45 is a time
-                try:
-                    ip = ipaddress.IPv6Address(value)
-                except ValueError:
-                    continue
-                if ip.is_global and not ip.is_multicast and ip.ipv4_mapped is None:
-                    _add(spans, m.start(1), m.end(1), "IP_ADDRESS")
 
-    def _cards(self, text: str, spans: List[Span]) -> None:
-        for m in _CARD.finditer(text):
-            raw = m.group(1)
-            seps = {ch for ch in raw if not ch.isdigit()}
-            if len(seps) > 1:
+    def _ipv4(self, text: str, m, spans: List[Span]) -> None:
+        n = len(text)
+        start, end = m.span()
+        if start and (text[start - 1].isalnum() or text[start - 1] in "._-"):
+            return
+        if end < n and (text[end].isalnum() or text[end] in "_-" or (
+                text[end] == "." and end + 1 < n and text[end + 1].isdigit())):
+            return  # OIDs, longer dotted numbers
+        value = m.group()
+        if any(len(octet) > 1 and octet[0] == "0" for octet in value.split(".")):
+            return
+        try:
+            ip = ipaddress.IPv4Address(value)
+        except ValueError:
+            return
+        if not ip.is_global or ip.is_multicast:
+            return
+        if _VERSION_WORDS.search(text[max(0, start - 24):start]):
+            return
+        _add(spans, start, end, "IP_ADDRESS")
+
+    def _ibans(self, text: str, runs, spans: List[Span]) -> None:
+        starts = set()
+        for run in runs:  # an IBAN starts at most 44 characters before its digits
+            for m in _IBAN_START.finditer(text, max(0, run.start() - 44), run.end()):
+                starts.add(m.start())
+        for m in (_IBAN_START.match(text, i) for i in sorted(starts)):
+            if m.start() and text[m.start() - 1].isalnum():
                 continue
-            digits = raw.replace(" ", "").replace("-", "")
-            if not 13 <= len(digits) <= 19 or not _card_network(digits) or not luhn_valid(digits):
-                continue
-            if seps:  # groups of 4, or Amex/Diners 4-6-5 / 4-6-4
-                groups = [len(g) for g in re.split(r"[ \-]", raw)]
-                if not (all(g == 4 for g in groups[:-1]) and 1 <= groups[-1] <= 4
-                        or groups in ([4, 6, 5], [4, 6, 4])):
-                    continue
-            _add(spans, m.start(1), m.end(1), "CREDIT_CARD")
-
-    def _ssns(self, text: str, spans: List[Span]) -> None:
-        for m in _SSN.finditer(text):
-            if ssn_valid(m.group(1), m.group(3), m.group(4)):
-                _add(spans, m.start(), m.end(), "US_SSN")
-
-    def _ibans(self, text: str, spans: List[Span]) -> None:
-        for m in _IBAN_START.finditer(text):
-            length = IBAN_LENGTHS.get(m.group(1))
+            length = IBAN_LENGTHS.get(text[m.start():m.start() + 2])
             if not length:
                 continue
             i, compact = m.start(), []
@@ -318,27 +383,64 @@ class PiiScrubber:
                 _add(spans, m.start(), i, "IBAN")
 
     def _secrets(self, text: str, spans: List[Span]) -> None:
-        if not _SECRET_PRECHECK.search(text):
-            return
-        for pattern in _SECRET_PATTERNS:
+        for literal, pattern in _SECRET_PATTERNS:
+            if isinstance(literal, tuple):
+                if not any(p in text for p in literal):
+                    continue
+            elif isinstance(literal, str):
+                if literal not in text:
+                    continue
+            elif not literal.search(text):  # a regex with a literal prefix: as fast as find
+                continue
             for m in pattern.finditer(text):
                 _add(spans, m.start(), m.end(), "SECRET")
-        if "://" in text:
+        if "://" in text and "@" in text:
             for m in _URL_CREDENTIALS.finditer(text):
                 _add(spans, m.start(1), m.end(1), "SECRET")
-        for m in _ASSIGNMENT.finditer(text):
-            quoted = m.group(2) is not None or m.group(3) is not None
-            group = 2 if m.group(2) is not None else 3 if m.group(3) is not None else 4
-            value = m.group(group)
-            if not value or _PLACEHOLDER.search(value) or len(value) < 4:
-                continue
-            if not quoted:
-                key_end = m.end(1)
-                operator = text[key_end:m.start(group)]
-                env_style = "=" in operator and " " not in operator
-                if not env_style and (_PROSE_VALUE.match(value) or len(value) < 6):
-                    continue  # "password: reset" in prose
-            _add(spans, m.start(group), m.end(group), "SECRET")
+        if "=" not in text and ":" not in text:
+            return
+        low = text.lower()
+        seen = set()
+        for word in _SECRET_WORDS:
+            i = low.find(word)
+            while i != -1:
+                self._assignment(text, low, i, seen, spans)
+                i = low.find(word, i + 1)
+
+    def _assignment(self, text: str, low: str, i: int, seen: set, spans: List[Span]) -> None:
+        # the rest of the key name, an operator and a value; then back to the name's start
+        m = _ASSIGNMENT_AT.match(text, i)
+        if not m:
+            return
+        start = i
+        while start > 0 and text[start - 1] in _KEY_CHARS:
+            start -= 1
+        if start in seen:
+            return
+        seen.add(start)
+        key = low[start:_KEY_REST.match(low, i).end()]
+        if not _SECRET_KEY_NAME.search(key):
+            return  # "monkey: ...", "keyboard = ..."
+        group = 1 if m.group(1) is not None else 2 if m.group(2) is not None else 3
+        value = m.group(group)
+        value_start = m.start(group)
+        scheme = _AUTH_SCHEME.match(value)
+        if scheme:  # "Authorization: Bearer <token>": the token is the secret
+            value_start += scheme.end()
+            value = value[scheme.end():]
+            if group == 3:  # a bare "Bearer" then the token after the space
+                t = _BARE_TOKEN.match(text, m.end(group))
+                if not t:
+                    return
+                value_start, value = t.start(1), t.group(1)
+        if not value or len(value) < 4 or _PLACEHOLDER.search(value):
+            return
+        if group == 3:
+            prefix = text[:m.start(group)]
+            env_style = prefix.rstrip(" \t").endswith("=") and not prefix.endswith((" ", "\t"))
+            if not env_style and (_PROSE_VALUE.match(value) or len(value) < 6):
+                return  # "password: reset" in prose
+        _add(spans, value_start, value_start + len(value), "SECRET")
 
     # --------------------------------------------------------------- public
     def find(self, text: str) -> List[Span]:
@@ -348,20 +450,21 @@ class PiiScrubber:
             self._secrets(text, spans)
         if "EMAIL" in kinds and "@" in text:
             self._emails(text, spans)
-        has_digits = _DIGIT_PAIR.search(text) is not None
-        if has_digits:
-            if "IBAN" in kinds and _IBAN_PRECHECK.search(text):
-                self._ibans(text, spans)
-            long_run = _DIGIT_RUN.search(text) is not None
-            if long_run:
-                if "CREDIT_CARD" in kinds:
-                    self._cards(text, spans)
-                if "US_SSN" in kinds:
-                    self._ssns(text, spans)
-                if "PHONE" in kinds:
-                    self._phones(text, spans)
-            if "IP_ADDRESS" in kinds:
-                self._ips(text, spans)
+        if _DIGIT_PAIR.search(text) is not None:
+            # One scan for runs of digits drives cards, SSNs, phones, IPv4 (a
+            # dotted quad is such a run) and IBANs (every IBAN holds one).
+            runs = list(_DIGIT_RUNS.finditer(text))
+            if runs:
+                if "IBAN" in kinds:
+                    self._ibans(text, runs, spans)
+                if kinds & {"CREDIT_CARD", "US_SSN", "PHONE"}:
+                    self._digit_runs(text, runs, spans)
+                if "IP_ADDRESS" in kinds:
+                    for run in runs:
+                        for m in _IPV4.finditer(text, run.start(), run.end()):
+                            self._ipv4(text, m, spans)
+            if "IP_ADDRESS" in kinds and text.count(":") >= 2 and _IPV6_PRECHECK.search(text):
+                self._ipv6(text, spans)
         return _resolve(spans)
 
     def pseudonym(self, value: str, kind: str, doc_key: str = "") -> str:
@@ -389,8 +492,6 @@ class PiiScrubber:
 
 
 _DIGIT_PAIR = re.compile(r"\d\d|\d\.\d|\d:|:\d|::")
-_DIGIT_RUN = re.compile(r"\d[\d \-().]{5,}\d")
-_IBAN_PRECHECK = re.compile(r"[A-Z]{2}\d{2}")
 
 
 def _resolve(spans: List[Span]) -> List[Span]:
