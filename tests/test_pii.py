@@ -33,6 +33,9 @@ POSITIVES = [
     ("token ghp_" + "a1B2c3D4e5" * 3 + "f6G7h8", ("ghp_" + "a1B2c3D4e5" * 3 + "f6G7h8", "SECRET")),
     ('password = "hunter2"', ("hunter2", "SECRET")),
     ("DB_PASS=changeme", ("changeme", "SECRET")),
+    ("$db_password = 'J#!^p_1e%57XZp';", ("J#!^p_1e%57XZp", "SECRET")),
+    ("mon numéro +33 (0)4 67 95 68 86 merci", ("+33 (0)4 67 95 68 86", "PHONE")),
+    ("電話: +81-6-9411-7011（平日）", ("+81-6-9411-7011", "PHONE")),
     ("postgres://admin:S3cr3t@db.example.com/app", ("admin:S3cr3t", "SECRET")),
     ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
      ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U", "SECRET")),
@@ -67,6 +70,10 @@ NEGATIVES = [
     'token = os.environ["TOKEN"]',
     "Forgot your password? Reset your password here.",
     "MAC 00:1A:2B:3C:4D:5E, time 12:30:45",
+    "password = request.form.get('password')",
+    "  password = var.db_password\n  api_key  = data.vault_generic_secret.api.data[\"key\"]",
+    "POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:?required}",
+    "created_at = '2019-02-01 14:30:00', updated 12/10/2023 08:15",
 ]
 
 

@@ -158,6 +158,8 @@ _DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Z
 # Runs of digits with phone/card punctuation: one scan serves phones, cards and SSNs.
 _DIGIT_RUNS = re.compile(r"\d[\d \t().\-/]{5,24}\d")
 _DIGIT_GROUPS = re.compile(r"\d+")
+_DATE_IN_RUN = re.compile(r"(?<!\d)(?:(?:19|20)\d\d[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])|"
+                          r"(?:0?[1-9]|[12]\d|3[01])[-/.](?:0?[1-9]|[12]\d|3[01])[-/.](?:19|20)\d\d)(?!\d)")
 _DOTTED_NUMBER = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|\d+\.\d+")
 _PHONE_WORDS = re.compile(r"(?i)\b(?:tel|telephone|phone|call|mobile|cell|fax|whatsapp|contact|"
                           r"dial|ring|text|sms|hotline|helpline)\b|☎|📞")
@@ -208,10 +210,13 @@ _BARE_TOKEN = re.compile(r"[ \t]+([^\s\"',;)}\]]{4,256})")
 _KEY_REST = re.compile(r"[a-z0-9_.\-]*")
 _KEY_CHARS = frozenset(string.ascii_letters + string.digits + "_.-")
 _PLACEHOLDER = re.compile(
-    r"(?i)^(?:\$|%|\{|<|\[|\(|os\.|process\.env|env\(|getenv|environ|config\.|settings\.|self\.|"
+    r"(?i)^(?:\$|%|\{|<|\[|\(|\?|:-|os\.|process\.env|env\(|getenv|environ|config\.|settings\.|self\.|"
     r"none$|null$|nil$|true$|false$|undefined$|\*+$|x+$|\.\.\.$|your[_\- ]|<|example|"
     r"redacted|placeholder|required$|optional$|string$|str$|int$|secret$|password$|token$)")
 _PROSE_VALUE = re.compile(r"^[a-z]+$")
+# An unquoted value that is an expression: a dotted name, a call or an index.
+_CODE_REFERENCE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+(?:$|[(\[.])|"
+                             r"[A-Za-z_][A-Za-z0-9_.]*[(\[]")
 
 
 def _add(spans: List[Span], start: int, end: int, kind: str) -> None:
@@ -297,7 +302,9 @@ class PiiScrubber:
         digits = sum(ch.isdigit() for ch in core)
         if digits < 7 or digits > 15 or _DOTTED_NUMBER.fullmatch(core):
             return  # IPs, versions and decimals are not phones
-        groups = _DIGIT_GROUPS.findall(core)
+        if _DATE_IN_RUN.search(core):
+            return  # 2019-02-01 14:30, 12/10/2023: dates and times
+        groups = _DIGIT_GROUPS.findall(core.replace("(0)", ""))  # +33 (0)4 ...: trunk zero
         plus = core.startswith("+")
         # after the country code (and, in international form, one area digit as
         # in +33 1 / +81 3 / +61 2) no phone has single-digit groups
@@ -418,6 +425,8 @@ class PiiScrubber:
         if start in seen:
             return
         seen.add(start)
+        if start > 1 and text[start - 2:start] in ("${", "$("):
+            return  # ${POSTGRES_PASSWORD:?required}: the name of a variable, not an assignment
         key = low[start:_KEY_REST.match(low, i).end()]
         if not _SECRET_KEY_NAME.search(key):
             return  # "monkey: ...", "keyboard = ..."
@@ -436,6 +445,8 @@ class PiiScrubber:
         if not value or len(value) < 4 or _PLACEHOLDER.search(value):
             return
         if group == 3:
+            if _CODE_REFERENCE.match(value):
+                return  # request.form.get(...), var.db_password, settings["x"]: code, not a literal
             prefix = text[:m.start(group)]
             env_style = prefix.rstrip(" \t").endswith("=") and not prefix.endswith((" ", "\t"))
             if not env_style and (_PROSE_VALUE.match(value) or len(value) < 6):
