@@ -21,6 +21,7 @@ Dataflow::
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ from typing import Any, Dict, List, Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
 from beam_pipelines.runner import runner_for
 from transforms import common
@@ -75,12 +76,27 @@ def parse_steps(value: Optional[str]) -> List[str]:
     return [s for s in STEPS if s in steps]
 
 
+def _flag(value) -> bool:
+    """A boolean option: ``--x`` alone, or ``--x=true/false`` as Flex Templates pass it."""
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).strip().lower()
+    if lowered in ("1", "true", "yes", "on", ""):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
 class TextPipelineOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         parser.add_argument("--input", action="append", default=None,
-                            help="Input glob (local or any Beam filesystem); repeat for several.")
-        parser.add_argument("--output_dir", default=None, help="Output directory.")
+                            help="Input glob (local or any Beam filesystem); repeat for several, "
+                                 "or separate them with commas.")
+        parser.add_argument("--output_dir", default=None,
+                            help="Output directory; {date} or {datetime} in it become the launch "
+                                 "time (UTC), for scheduled runs.")
         parser.add_argument("--steps", default=None,
                             help="Comma-separated steps among clean,filter,dedup,pii,tokenize "
                                  "(default: all five, in that order).")
@@ -92,7 +108,7 @@ class TextPipelineOptions(PipelineOptions):
                             help="SentencePiece model type: unigram, bpe, char or word.")
         parser.add_argument("--spm_sample_docs", type=int, default=20000,
                             help="Documents in the deterministic tokenizer training sample.")
-        parser.add_argument("--no_eos", action="store_true",
+        parser.add_argument("--no_eos", type=_flag, nargs="?", const=True, default=False,
                             help="Do not append the eos id to each document's input_ids.")
         parser.add_argument("--text_field", default="text", help="JSONL/Parquet text field.")
         parser.add_argument("--id_field", default="id", help="JSONL/Parquet id field.")
@@ -102,7 +118,7 @@ class TextPipelineOptions(PipelineOptions):
                             help="Plain JSONL files are read in byte ranges of this size.")
         parser.add_argument("--html", default="auto", choices=["auto", "always", "never"],
                             help="Treat text as HTML: auto (content type or sniffing), always, never.")
-        parser.add_argument("--keep_boilerplate", action="store_true",
+        parser.add_argument("--keep_boilerplate", type=_flag, nargs="?", const=True, default=False,
                             help="Extract all visible HTML text instead of the main content.")
         parser.add_argument("--filter_config", default=None,
                             help="JSON object (or path to a JSON file) overriding FilterConfig fields, "
@@ -115,13 +131,13 @@ class TextPipelineOptions(PipelineOptions):
                             help="Licence families kept when a record has a licence field.")
         parser.add_argument("--license_missing", default="keep", choices=["keep", "drop"],
                             help="What to do with records that carry no licence.")
-        parser.add_argument("--no_license_filter", action="store_true")
+        parser.add_argument("--no_license_filter", type=_flag, nargs="?", const=True, default=False)
         parser.add_argument("--blocklist_file", default=None,
                             help="Word list (one word or phrase a line) for the content filter; "
                                  "default: a small built-in list.")
         parser.add_argument("--blocklist_threshold", type=float, default=0.01,
                             help="Drop a document when blocked words exceed this share of its words.")
-        parser.add_argument("--no_blocklist", action="store_true")
+        parser.add_argument("--no_blocklist", type=_flag, nargs="?", const=True, default=False)
         parser.add_argument("--pii_mode", default="tag", choices=["tag", "mask", "pseudonym"],
                             help="Replace PII by <KIND>, by --pii_mask, or by a salted pseudonym.")
         parser.add_argument("--pii_mask", default="[REDACTED]")
@@ -133,7 +149,7 @@ class TextPipelineOptions(PipelineOptions):
                             help="Countries whose national phone formats are recognised.")
         parser.add_argument("--pii_drop_above", type=int, default=0,
                             help="Drop documents with more than this many findings (0: scrub all).")
-        parser.add_argument("--no_near_dedup", action="store_true",
+        parser.add_argument("--no_near_dedup", type=_flag, nargs="?", const=True, default=False,
                             help="dedup step: exact duplicates only, no MinHash LSH.")
         parser.add_argument("--near_dup_threshold", type=float, default=0.8,
                             help="Shingle Jaccard at or above which documents are near-duplicates.")
@@ -148,7 +164,7 @@ class TextPipelineOptions(PipelineOptions):
                             help="Check LSH candidates by estimated or exact Jaccard before they count.")
         parser.add_argument("--near_dup_max_rounds", type=int, default=10,
                             help="Connected-components rounds (large-star + small-star each).")
-        parser.add_argument("--near_dup_clusters", action="store_true",
+        parser.add_argument("--near_dup_clusters", type=_flag, nargs="?", const=True, default=False,
                             help="Write cluster membership (id, cluster_id, cluster_size) to "
                                  "DIR/near_dup_clusters/.")
         parser.add_argument("--validation_fraction", type=float, default=0.05,
@@ -188,6 +204,25 @@ def validate(opts: TextPipelineOptions) -> Dict[str, Any]:
         raise OptionError("--input: at least one input glob is required")
     if not opts.output_dir:
         raise OptionError("--output_dir: required")
+    if "{date}" in opts.output_dir or "{datetime}" in opts.output_dir:
+        # scheduled runs: one output directory per launch
+        now = datetime.datetime.now(datetime.timezone.utc)
+        opts.output_dir = opts.output_dir.replace("{date}", now.strftime("%Y-%m-%d")).replace(
+            "{datetime}", now.strftime("%Y%m%d-%H%M%S"))
+    inputs = [g.strip() for value in opts.input for g in value.split(",") if g.strip()]
+    for name, paths in (("input", inputs), ("output_dir", [opts.output_dir])):
+        for path in paths:
+            try:
+                FileSystems.get_filesystem(path)
+            except ValueError as e:
+                raise OptionError(f"--{name}: {path!r}: {e}") from e
+    runner = str(opts.view_as(StandardOptions).runner or "")
+    if "Dataflow" in runner:
+        for name, paths in (("input", inputs), ("output_dir", [opts.output_dir])):
+            local = [p for p in paths if "://" not in p]
+            if local:
+                raise OptionError(f"--{name}: {local[0]!r} is a local path; Dataflow workers "
+                                  "read and write cloud storage (gs://...)")
     steps = parse_steps(opts.steps)
     if opts.vocab_size < 8:
         raise OptionError(f"--vocab_size: must be at least 8, got {opts.vocab_size}")
@@ -251,7 +286,7 @@ def validate(opts: TextPipelineOptions) -> Dict[str, Any]:
     if opts.tokenizer_model and "tokenize" in steps and not FileSystems.exists(opts.tokenizer_model):
         raise OptionError(f"--tokenizer_model: no such file {opts.tokenizer_model!r}")
     return {
-        "inputs": list(opts.input),
+        "inputs": inputs,
         "output_dir": opts.output_dir,
         "steps": steps,
         "reader": {"text_field": opts.text_field, "id_field": opts.id_field,

@@ -14,6 +14,8 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Tests never touch the network: google-auth must not probe the GCE metadata server.
+os.environ["NO_GCE_CHECK"] = "True"
 
 
 def run_text(inputs, output_dir, *extra):

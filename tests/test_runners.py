@@ -1,0 +1,246 @@
+"""Beyond one machine: packaging, Runner API translation, the portable path, templates."""
+
+import ast
+import glob
+import hashlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_pipelines import text
+from conftest import assert_accounting, read_shards, run_text
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGES = ("beam_pipelines", "transforms", "trainer")
+sys.path.insert(0, os.path.join(ROOT, "templates"))
+import make_metadata  # noqa: E402
+
+
+# ---------------------------------------------------------------- packaging
+
+def _project_imports():
+    """Every module of ours that the package's modules import."""
+    needed = set()
+    for pkg in PACKAGES:
+        for path in glob.glob(os.path.join(ROOT, pkg, "*.py")):
+            tree = ast.parse(open(path).read())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
+                    needed.add(node.module)
+                    for alias in node.names:
+                        needed.add(f"{node.module}.{alias.name}")
+                elif isinstance(node, ast.Import):
+                    for alias in node.names:
+                        if alias.name.split(".")[0] in PACKAGES:
+                            needed.add(alias.name)
+    return needed
+
+
+def test_sdist_ships_every_module_the_pipelines_import(tmp_path):
+    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(tmp_path)],
+                   cwd=ROOT, check=True, capture_output=True)
+    (sdist,) = glob.glob(str(tmp_path / "beamtrain-*.tar.gz"))
+    with tarfile.open(sdist) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    assert "setup.py" in names
+    missing = []
+    for module in _project_imports():
+        as_module = module.replace(".", "/") + ".py"
+        as_package = module.replace(".", "/") + "/__init__.py"
+        parent = module.rsplit(".", 1)[0].replace(".", "/") + ".py"  # "from x import name"
+        if not ({as_module, as_package, parent} & names):
+            missing.append(module)
+    assert not missing, missing
+    for pkg in PACKAGES:
+        for path in glob.glob(os.path.join(ROOT, pkg, "*.py")):
+            assert os.path.relpath(path, ROOT) in names
+
+
+# ---------------------------------------------------------------- translation
+
+def _config(extra):
+    argv = ["--input", "gs://bucket/crawl/*.jsonl.gz", "--output_dir", "gs://bucket/out/v1"] + extra
+    opts = PipelineOptions(argv).view_as(text.TextPipelineOptions)
+    return PipelineOptions(argv), text.validate(opts)
+
+
+@pytest.mark.parametrize("runner_args", [
+    # --dry_run: otherwise Beam checks the temp bucket's soft-delete policy over
+    # the network when the pipeline is built
+    ["--runner", "DataflowRunner", "--project", "my-project", "--region", "us-central1",
+     "--temp_location", "gs://bucket/tmp", "--setup_file", "./setup.py", "--dry_run", "True"],
+    ["--runner", "FlinkRunner", "--flink_master", "localhost:8081", "--environment_type", "DOCKER"],
+], ids=["dataflow", "flink"])
+def test_pipeline_translates_to_the_runner_api(runner_args):
+    options, config = _config(runner_args)
+    config["dataset_version"] = None
+    p = beam.Pipeline(options=options)
+    text.build_pipeline(p, config)
+    proto = p.to_runner_api()
+    labels = {t.unique_name for t in proto.components.transforms.values()}
+    for expected in ("Read", "Clean", "Filter", "ExactDedup", "NearDedup", "Pii", "Tokenize",
+                     "WriteShards", "Finalize"):
+        assert expected in labels, expected
+    assert len(proto.components.transforms) > 100
+    # and back: the proto is a complete pipeline
+    beam.Pipeline.from_runner_api(proto, p.runner, options)
+
+
+def test_dataflow_rejects_local_paths_in_one_line(capsys):
+    with pytest.raises(SystemExit):
+        text.run(["--input", "/home/me/data/*.jsonl", "--output_dir", "gs://b/out",
+                  "--runner", "DataflowRunner"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --input:") and "gs://" in err[0]
+
+
+def test_unknown_filesystem_is_rejected(capsys):
+    with pytest.raises(SystemExit):
+        text.run(["--input", "nosuchfs://x/*.jsonl", "--output_dir", "/tmp/x"])
+    assert capsys.readouterr().err.startswith("error: --input:")
+
+
+def test_template_style_boolean_parameters():
+    opts = PipelineOptions(["--no_eos=true", "--no_near_dedup=false", "--near_dup_clusters"]) \
+        .view_as(text.TextPipelineOptions)
+    assert opts.no_eos is True and opts.no_near_dedup is False and opts.near_dup_clusters is True
+
+
+# ---------------------------------------------------------------- templates
+
+def test_metadata_is_in_step_with_the_options():
+    assert make_metadata.main(["--check"]) == 0
+    meta = json.load(open(os.path.join(ROOT, "templates", "text", "metadata.json")))
+    names = [p["name"] for p in meta["parameters"]]
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    text.TextPipelineOptions._add_argparse_args(parser)
+    dests = [a.dest for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert sorted(names) == sorted(dests)
+    for param in meta["parameters"]:
+        assert param["helpText"] and param["regexes"]
+        pattern = re.compile(param["regexes"][0])
+        default = parser.get_default(param["name"])
+        if default is not None:
+            value = str(default).lower() if isinstance(default, bool) else str(default)
+            assert pattern.match(value), (param["name"], value)
+
+
+@pytest.mark.parametrize("name,good,bad", [
+    ("input", "gs://b/a/*.jsonl,gs://b/c/*.warc.gz", "/local/data.jsonl"),
+    ("output_dir", "gs://b/out/2024-01", "out"),
+    ("steps", "clean,dedup,tokenize", "clean,bogus"),
+    ("vocab_size", "32000", "3"),
+    ("near_dup_threshold", "0.85", "1.5"),
+    ("no_eos", "true", "yes please"),
+    ("near_dup_verify", "exact", "maybe"),
+])
+def test_metadata_regexes_accept_and_reject(name, good, bad):
+    meta = json.load(open(os.path.join(ROOT, "templates", "text", "metadata.json")))
+    (param,) = [p for p in meta["parameters"] if p["name"] == name]
+    pattern = re.compile(param["regexes"][0])
+    assert pattern.match(good) and not pattern.match(bad)
+
+
+def test_every_pipeline_has_a_template():
+    import importlib
+    import inspect
+    import pkgutil
+
+    import beam_pipelines
+
+    for mod in pkgutil.iter_modules(beam_pipelines.__path__):
+        module = importlib.import_module(f"beam_pipelines.{mod.name}")
+        has_options = any(inspect.isclass(v) and issubclass(v, PipelineOptions) and v is not PipelineOptions
+                          and v.__module__ == module.__name__ for v in vars(module).values())
+        if has_options:
+            assert mod.name in make_metadata.PIPELINES, mod.name
+            assert os.path.exists(os.path.join(ROOT, "templates", mod.name, "metadata.json"))
+            assert os.path.exists(os.path.join(ROOT, "templates", f"launch_{mod.name}.py"))
+
+
+def test_dockerfile_and_schedule_are_consistent():
+    docker = open(os.path.join(ROOT, "templates", "Dockerfile")).read()
+    assert "apache/beam_python3.11_sdk:${BEAM_VERSION}" in docker and "ARG BEAM_VERSION=2.77.0" in docker
+    assert "FLEX_TEMPLATE_PYTHON_PY_FILE=/template/templates/launch_text.py" in docker
+    body = json.load(open(os.path.join(ROOT, "templates", "schedule", "text_weekly.json")))
+    params = body["launchParameter"]["parameters"]
+    meta = json.load(open(os.path.join(ROOT, "templates", "text", "metadata.json")))
+    known = {p["name"]: re.compile(p["regexes"][0]) for p in meta["parameters"]}
+    for name, value in params.items():
+        assert name in known and known[name].match(value), (name, value)
+
+
+# ---------------------------------------------------------------- the portable path, multi-processing
+
+def _small_corpus(tmp_path):
+    from test_text_pipeline import _small_corpus as make
+
+    return make(tmp_path, n=60)
+
+
+def _shard_hashes(out):
+    return {os.path.basename(p): hashlib.sha256(open(p, "rb").read()).hexdigest()
+            for p in glob.glob(os.path.join(str(out), "data", "*.tfrecord"))}
+
+
+@pytest.fixture
+def job_service(tmp_path):
+    port_file = tmp_path / "port"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
+         "--port", "0", "--port_file", str(port_file)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            if port_file.exists() and port_file.read_text().strip():
+                break
+            time.sleep(0.1)
+        port = int(port_file.read_text().strip())
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield f"localhost:{port}"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_portable_runner_through_a_local_job_service_matches_direct(tmp_path, job_service):
+    inp = _small_corpus(tmp_path)
+    args = ["--vocab_size", "600", "--num_shards", "2"]
+    direct = run_text([str(inp / "*.jsonl")], tmp_path / "direct", *args)
+    portable = run_text([str(inp / "*.jsonl")], tmp_path / "portable", *args,
+                        "--runner", "PortableRunner", "--job_endpoint", job_service,
+                        "--environment_type", "LOOPBACK")
+    assert_accounting(portable, tmp_path / "portable")
+    for key in ("records_in", "records_out", "filtered", "duplicates", "dead_letter"):
+        assert portable[key] == direct[key], key
+    assert _shard_hashes(tmp_path / "portable") == _shard_hashes(tmp_path / "direct")
+    assert (tmp_path / "portable" / "COMPLETED").exists()
+
+
+def test_multi_processing_gives_the_same_records(tmp_path):
+    inp = _small_corpus(tmp_path)
+    args = ["--vocab_size", "600", "--num_shards", "2", "--read_chunk_mb", "1"]
+    single = run_text([str(inp / "*.jsonl")], tmp_path / "one", *args)
+    multi = run_text([str(inp / "*.jsonl")], tmp_path / "two", *args,
+                     "--direct_num_workers", "2", "--direct_running_mode", "multi_processing")
+    assert_accounting(multi, tmp_path / "two")
+    a = sorted((r["id"][0], tuple(r["input_ids"])) for r in read_shards(tmp_path / "one"))
+    b = sorted((r["id"][0], tuple(r["input_ids"])) for r in read_shards(tmp_path / "two"))
+    assert a == b and len(a) > 20
+    assert _shard_hashes(tmp_path / "one") == _shard_hashes(tmp_path / "two")
