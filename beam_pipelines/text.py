@@ -50,7 +50,7 @@ from transforms.stats import Finalize
 from transforms.tokenize import Encode, LoadTokenizer, TokenizerConfig, TrainTokenizer
 from transforms.writers import EncodeExamples, WriteShards, WriterConfig
 
-__all__ = ["TextPipelineOptions", "STEPS", "build_pipeline", "run", "parse_steps"]
+__all__ = ["OutputOptions", "TextPipelineOptions", "STEPS", "build_pipeline", "run", "parse_steps"]
 
 STEPS = ("clean", "filter", "dedup", "pii", "tokenize")
 AVAILABLE_STEPS = STEPS
@@ -88,7 +88,9 @@ def _flag(value) -> bool:
     raise ValueError(f"not a boolean: {value!r}")
 
 
-class TextPipelineOptions(PipelineOptions):
+class OutputOptions(PipelineOptions):
+    """Options every beamtrain pipeline has: inputs, output, splits, shards, broken-input policy."""
+
     @classmethod
     def _add_argparse_args(cls, parser):
         parser.add_argument("--input", action="append", default=None,
@@ -97,6 +99,21 @@ class TextPipelineOptions(PipelineOptions):
         parser.add_argument("--output_dir", default=None,
                             help="Output directory; {date} or {datetime} in it become the launch "
                                  "time (UTC), for scheduled runs.")
+        parser.add_argument("--validation_fraction", type=float, default=0.05,
+                            help="Share of records (by a hash of the id) in the validation split.")
+        parser.add_argument("--num_shards", type=int, default=0,
+                            help="Shards per split; 0 = one per --target_shard_mb of data.")
+        parser.add_argument("--target_shard_mb", type=int, default=128,
+                            help="Target shard size when --num_shards is 0.")
+        parser.add_argument("--max_dead_letter_fraction", type=float, default=0.1,
+                            help="Fail the run when more than this share of input records is broken.")
+        parser.add_argument("--dataset_version", default=None,
+                            help="Version label in manifest.json (default: derived from the content).")
+
+
+class TextPipelineOptions(OutputOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
         parser.add_argument("--steps", default=None,
                             help="Comma-separated steps among clean,filter,dedup,pii,tokenize "
                                  "(default: all five, in that order).")
@@ -167,16 +184,6 @@ class TextPipelineOptions(PipelineOptions):
         parser.add_argument("--near_dup_clusters", type=_flag, nargs="?", const=True, default=False,
                             help="Write cluster membership (id, cluster_id, cluster_size) to "
                                  "DIR/near_dup_clusters/.")
-        parser.add_argument("--validation_fraction", type=float, default=0.05,
-                            help="Share of records (by a hash of the id) in the validation split.")
-        parser.add_argument("--num_shards", type=int, default=0,
-                            help="Shards per split; 0 = one per --target_shard_mb of data.")
-        parser.add_argument("--target_shard_mb", type=int, default=128,
-                            help="Target shard size when --num_shards is 0.")
-        parser.add_argument("--max_dead_letter_fraction", type=float, default=0.1,
-                            help="Fail the run when more than this share of input records is broken.")
-        parser.add_argument("--dataset_version", default=None,
-                            help="Version label in manifest.json (default: derived from the content).")
 
 
 def _load_json_arg(name: str, value: Optional[str]) -> Dict[str, Any]:
@@ -338,7 +345,7 @@ def clear_previous_output(output_dir: str) -> None:
     """Remove what an earlier run left, so a stale COMPLETED or shard never survives."""
     patterns = ["COMPLETED", "stats.json", "manifest.json", "data/*.tfrecord", "dead_letter/beam-temp-*",
                 "dead_letter/*.jsonl", "tokenizer/spm.model", "tokenizer/spm.vocab",
-                "near_dup_clusters/*.jsonl", "near_dup_clusters/beam-temp-*"]
+                "near_dup_clusters/*.jsonl", "near_dup_clusters/beam-temp-*", "labels.txt"]
     stale = []
     for pattern in patterns:
         try:

@@ -20,7 +20,7 @@ steps:
 images: ["${IMAGE}"]
 CLOUDBUILD
 
-for pipeline in text; do
+for pipeline in text images multimodal; do
   gcloud dataflow flex-template build "gs://${BUCKET}/templates/beamtrain-${pipeline}.json" \
     --project="$PROJECT" \
     --image="$IMAGE" \

@@ -48,6 +48,15 @@ SPECIAL = {
     "pii_mask": (r"^[^\n\r]{1,64}$", None),
     "vocab_size": (r"^([89]|[1-9][0-9]{1,6})$", "8 to 9,999,999."),
     "minhash_num_perm": (r"^([2-9]|[1-9][0-9]{1,3})$", "2 to 9,999."),
+    "caption_blocklist_file": (GS_PATH, None),
+    "caption_tokenizer_model": (GS_PATH, None),
+    "caption_pii_salt_env": (r"^[A-Z_][A-Z0-9_]{0,63}$", None),
+    "image_size": (r"^([89]|[1-9][0-9]{1,3})$", "8 to 9,999."),
+    "jpeg_quality": (r"^([1-9]|[1-9][0-9]|100)$", "1 to 100."),
+    "near_dup_hamming": (r"^(-1|[0-7])$", "-1 (off) or 0 to 7."),
+    "max_aspect": (r"^[0-9]+(\.[0-9]+)?$", None),
+    "min_std": (r"^[0-9]+(\.[0-9]+)?$", None),
+    "caption_blocklist_threshold": (FRACTION, None),
     "near_dup_threshold": (OPEN_FRACTION, "Strictly between 0 and 1."),
     "validation_fraction": (r"^(0(\.[0-9]+)?|\.[0-9]+)$", "0 to just under 1."),
 }
@@ -59,11 +68,23 @@ def _label(name: str) -> str:
     return name.replace("_", " ").capitalize()
 
 
+def option_parser(options_cls) -> argparse.ArgumentParser:
+    """Every option a pipeline reads: its class and the option classes it extends."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    parser = argparse.ArgumentParser()
+    for cls in options_cls.mro():
+        if cls is PipelineOptions:
+            break
+        if "_add_argparse_args" in cls.__dict__:
+            cls._add_argparse_args(parser)
+    return parser
+
+
 def parameters(options_cls) -> List[Dict]:
     from beam_pipelines.text import _flag
 
-    parser = argparse.ArgumentParser()
-    options_cls._add_argparse_args(parser)
+    parser = option_parser(options_cls)
     params = []
     for action in parser._actions:
         if not action.option_strings or action.dest == "help":
@@ -90,20 +111,27 @@ def parameters(options_cls) -> List[Dict]:
     return params
 
 
+def options_class(pipeline: str):
+    import importlib
+
+    module = importlib.import_module(f"beam_pipelines.{pipeline}")
+    return module, {"text": "TextPipelineOptions", "images": "ImagePipelineOptions",
+                    "multimodal": "MultimodalPipelineOptions"}[pipeline]
+
+
 def metadata(pipeline: str) -> Dict:
-    if pipeline == "text":
-        from beam_pipelines.text import TextPipelineOptions, __doc__ as doc
+    if pipeline not in PIPELINES:
+        raise ValueError(f"no template for pipeline {pipeline!r}")
+    module, name = options_class(pipeline)
+    return {
+        "name": f"beamtrain {pipeline} pipeline",
+        "description": module.__doc__.strip().split("\n")[0],
+        "streaming": False,
+        "parameters": parameters(getattr(module, name)),
+    }
 
-        return {
-            "name": "beamtrain text pipeline",
-            "description": doc.strip().split("\n")[0],
-            "streaming": False,
-            "parameters": parameters(TextPipelineOptions),
-        }
-    raise ValueError(f"no template for pipeline {pipeline!r}")
 
-
-PIPELINES = ("text",)
+PIPELINES = ("text", "images", "multimodal")
 
 
 def main(argv=None) -> int:

@@ -119,14 +119,17 @@ def test_template_style_boolean_parameters():
 
 def test_metadata_is_in_step_with_the_options():
     assert make_metadata.main(["--check"]) == 0
-    meta = json.load(open(os.path.join(ROOT, "templates", "text", "metadata.json")))
-    names = [p["name"] for p in meta["parameters"]]
-    import argparse
+    for pipeline in make_metadata.PIPELINES:
+        _check_metadata(pipeline)
 
-    parser = argparse.ArgumentParser()
-    text.TextPipelineOptions._add_argparse_args(parser)
+
+def _check_metadata(pipeline):
+    meta = json.load(open(os.path.join(ROOT, "templates", pipeline, "metadata.json")))
+    names = [p["name"] for p in meta["parameters"]]
+    module, cls_name = make_metadata.options_class(pipeline)
+    parser = make_metadata.option_parser(getattr(module, cls_name))
     dests = [a.dest for a in parser._actions if a.option_strings and a.dest != "help"]
-    assert sorted(names) == sorted(dests)
+    assert sorted(names) == sorted(dests), pipeline
     for param in meta["parameters"]:
         assert param["helpText"] and param["regexes"]
         pattern = re.compile(param["regexes"][0])

@@ -89,11 +89,10 @@ def build_stats(counts: Dict[Tuple[str, str], int]) -> Dict[str, Any]:
         }
         for key, _ in rounds:
             stats["info"].pop(key, None)
-    for name, kind in (("tokens_per_doc", writers.HIST_TOKENS), ("chars_per_doc", writers.HIST_CHARS),
-                       ("near_dup_cluster_size", "hist.near_dup_cluster_size")):
+    for kind in sorted({k for k, _ in counts if k.startswith("hist.")}):
         hist = _histogram(counts, kind)
         if hist is not None:
-            stats["histograms"][name] = hist
+            stats["histograms"][kind[len("hist."):]] = hist
     stats["accounting"] = {"identity": IDENTITY, "holds": identity_holds(stats)}
     return stats
 
@@ -130,7 +129,7 @@ class _FinalizeDoFn(beam.DoFn):
         self._max_dead = max_dead_letter_fraction
         self._dataset_version = dataset_version
 
-    def process(self, _, counts, shards, files, dead_files, tokenizer):
+    def process(self, _, counts, shards, files, dead_files, tokenizer, *extras):
         counts = sum_counts(counts)
         stats = build_stats(counts)
         splits = [writers.TRAIN] + ([writers.VALIDATION] if self._validation else [])
@@ -195,10 +194,12 @@ class Finalize(beam.PTransform):
 
     def __init__(self, output_dir: str, counts, shards, files, dead_files, tokenizer,
                  config: Dict[str, Any], code_version: Dict[str, Any],
-                 max_dead_letter_fraction: float = 0.1, dataset_version: Optional[str] = None):
+                 max_dead_letter_fraction: float = 0.1, dataset_version: Optional[str] = None,
+                 extras: Tuple = ()):
         super().__init__()
         self._output_dir = output_dir
         self._inputs = (counts, shards, files, dead_files, tokenizer)
+        self._extras = tuple(extras)  # more writes that must finish before COMPLETED
         self._config = config
         self._code_version = code_version
         self._max_dead = max_dead_letter_fraction
@@ -214,5 +215,5 @@ class Finalize(beam.PTransform):
                 _FinalizeDoFn(self._output_dir, self._config, self._code_version,
                               self._max_dead, self._dataset_version),
                 AsList(counts), AsList(shards), AsList(files), AsList(dead_files),
-                AsList(tokenizer))
+                AsList(tokenizer), *[AsList(e) for e in self._extras])
         )

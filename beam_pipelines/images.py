@@ -1,0 +1,224 @@
+"""The image pipeline: validate, deduplicate, resize and shard image folders.
+
+Inputs are globs of image files; with ``--labels_from_dirs`` (default) the
+parent folder names the class (the ImageNet layout), written as
+``image/class/label`` with the class names in ``DIR/labels.txt``. Output
+contract as the text pipeline's (DESIGN.md): shards, stats.json (formats,
+resolution and aspect-ratio histograms, per-reason rejections, the
+accounting identity), manifest.json, dead letter, COMPLETED last.
+
+Local run::
+
+    python -m beam_pipelines.images --input 'data/sample/images/train/*/*' \\
+        --output_dir /tmp/beamtrain-images --image_size 256
+
+Dataflow::
+
+    python -m beam_pipelines.images --input 'gs://BUCKET/photos/*/*' \\
+        --output_dir gs://BUCKET/datasets/images/v1 --runner DataflowRunner \\
+        --project PROJECT --region us-central1 --temp_location gs://BUCKET/tmp \\
+        --setup_file ./setup.py
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any, Dict, List, Optional
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_pipelines.runner import runner_for
+from beam_pipelines.text import OptionError, OutputOptions, _flag, clear_previous_output, code_version
+from transforms import common
+from transforms.image_readers import LoadImages, ReadImages
+from transforms.image_steps import ImageExactDedup, ImageNearDedup, ProcessImages, ToImageExamples
+from transforms.images import ImageConfig
+from transforms.stats import Finalize
+from transforms.writers import WriteShards, WriterConfig
+
+__all__ = ["ImagePipelineOptions", "image_config", "validate", "build_pipeline", "run"]
+
+
+class ImagePipelineOptions(OutputOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--labels_from_dirs", type=_flag, nargs="?", const=True, default=True,
+                            help="Label each image with its parent folder's name (ImageNet layout).")
+        parser.add_argument("--image_size", type=int, default=256, help="Shorter side after resizing.")
+        parser.add_argument("--resize_mode", default="crop", choices=["crop", "pad", "none"],
+                            help="crop: centre crop to a square; pad: pad to a square; none: keep aspect.")
+        parser.add_argument("--jpeg_quality", type=int, default=90)
+        parser.add_argument("--min_side", type=int, default=32)
+        parser.add_argument("--max_side", type=int, default=20000)
+        parser.add_argument("--max_aspect", type=float, default=5.0,
+                            help="Largest long-side / short-side ratio kept.")
+        parser.add_argument("--min_std", type=float, default=3.0,
+                            help="Images whose grey levels vary less than this are blank.")
+        parser.add_argument("--min_file_bytes", type=int, default=0)
+        parser.add_argument("--max_pixels", type=int, default=50_000_000,
+                            help="Larger images are refused before decoding (decompression bombs).")
+        parser.add_argument("--max_file_mb", type=int, default=64)
+        parser.add_argument("--near_dup_hamming", type=int, default=None,
+                            help="Near-duplicate images: dHash Hamming distance up to this (0-7); "
+                                 "-1 turns it off. Default: 6 for images, off for image-caption "
+                                 "pairs (several captions of one image are not duplicates).")
+        parser.add_argument("--no_dedup", type=_flag, nargs="?", const=True, default=False)
+
+
+def image_config(opts) -> ImageConfig:
+    return ImageConfig(max_pixels=opts.max_pixels, min_side=opts.min_side, max_side=opts.max_side,
+                       max_aspect=opts.max_aspect, min_std=opts.min_std,
+                       min_file_bytes=opts.min_file_bytes, size=opts.image_size,
+                       resize=opts.resize_mode, quality=opts.jpeg_quality)
+
+
+def validate(opts, kind: str = "images") -> Dict[str, Any]:
+    if not opts.input:
+        raise OptionError("--input: at least one input glob is required")
+    if not opts.output_dir:
+        raise OptionError("--output_dir: required")
+    inputs = [g.strip() for value in opts.input for g in value.split(",") if g.strip()]
+    near = opts.near_dup_hamming
+    if near is None:
+        near = 6 if kind == "images" else -1
+    for name, value, ok in (
+            ("image_size", opts.image_size, 8 <= opts.image_size <= 8192),
+            ("jpeg_quality", opts.jpeg_quality, 1 <= opts.jpeg_quality <= 100),
+            ("min_side", opts.min_side, opts.min_side >= 1),
+            ("max_side", opts.max_side, opts.max_side >= opts.min_side),
+            ("max_aspect", opts.max_aspect, opts.max_aspect >= 1.0),
+            ("max_pixels", opts.max_pixels, opts.max_pixels >= 1),
+            ("max_file_mb", opts.max_file_mb, opts.max_file_mb >= 1),
+            ("near_dup_hamming", near, -1 <= near <= 7),
+            ("validation_fraction", opts.validation_fraction, 0.0 <= opts.validation_fraction < 1.0),
+            ("num_shards", opts.num_shards, opts.num_shards >= 0),
+            ("target_shard_mb", opts.target_shard_mb, opts.target_shard_mb > 0),
+            ("max_dead_letter_fraction", opts.max_dead_letter_fraction,
+             0.0 <= opts.max_dead_letter_fraction <= 1.0)):
+        if not ok:
+            raise OptionError(f"--{name}: invalid value {value!r}")
+    try:
+        image_config(opts)
+    except ValueError as e:
+        raise OptionError(f"--image_*: {e}") from e
+    return {
+        "kind": kind,
+        "inputs": inputs,
+        "output_dir": opts.output_dir,
+        "labels_from_dirs": bool(opts.labels_from_dirs) and kind == "images",
+        "image": {"max_pixels": opts.max_pixels, "min_side": opts.min_side, "max_side": opts.max_side,
+                  "max_aspect": opts.max_aspect, "min_std": opts.min_std,
+                  "min_file_bytes": opts.min_file_bytes, "size": opts.image_size,
+                  "resize": opts.resize_mode, "quality": opts.jpeg_quality},
+        "max_file_bytes": opts.max_file_mb << 20,
+        "dedup": not opts.no_dedup,
+        "near_dup_hamming": near,
+        "writer": {"validation_fraction": opts.validation_fraction, "num_shards": opts.num_shards,
+                   "target_shard_bytes": opts.target_shard_mb << 20},
+        "max_dead_letter_fraction": opts.max_dead_letter_fraction,
+        "dataset_version": opts.dataset_version,
+    }
+
+
+def _write_labels(names: List[str], output_dir: str) -> str:
+    path = FileSystems.join(output_dir, "labels.txt")
+    with FileSystems.create(path) as f:
+        f.write("".join(f"{n}\n" for n in names).encode("utf-8"))
+    return path
+
+
+def build_pipeline(p: beam.Pipeline, config: Dict[str, Any], caption_steps=None) -> None:
+    """The image pipeline; ``caption_steps(records, counts, dead) -> (records, tokenizer)`` for pairs."""
+    out = config["output_dir"]
+    counts, dead = [], []
+    read = p | "Read" >> ReadImages(config["inputs"], "images" if config["kind"] == "images" else "pairs",
+                                    config["labels_from_dirs"], config["max_file_bytes"])
+    records = read["records"]
+    counts.append(read["counts"])
+    dead.append(read["dead"])
+    tokenizer = p | "NoTokenizer" >> beam.Create([])
+    if config["kind"] == "pairs":
+        loaded = records | "LoadImages" >> beam.ParDo(LoadImages(config["max_file_bytes"])).with_outputs(
+            common.DEAD, common.COUNTS, main="records")
+        records = loaded.records
+        counts.append(loaded[common.COUNTS])
+        dead.append(loaded[common.DEAD])
+        if caption_steps is not None:
+            records, tokenizer = caption_steps(p, records, counts)
+    processed = records | "Images" >> ProcessImages(ImageConfig(**config["image"]))
+    records = processed.records
+    counts.append(processed[common.COUNTS])
+    dead.append(processed[common.DEAD])
+    if config["dedup"]:
+        exact = records | "ExactDedup" >> ImageExactDedup()
+        records = exact.records
+        counts.append(exact[common.COUNTS])
+        if config["near_dup_hamming"] >= 0:
+            near = records | "NearDedup" >> ImageNearDedup(config["near_dup_hamming"])
+            records = near["records"]
+            counts.append(near["counts"])
+    if config.get("encode_captions") is not None:
+        records = config["encode_captions"](records, tokenizer)
+
+    labels = None
+    extras = []
+    if config["labels_from_dirs"]:
+        labels = (records
+                  | "Labels" >> beam.Map(lambda r: r.get("label", "unlabelled"))
+                  | "DistinctLabels" >> beam.Distinct()
+                  | "LabelList" >> beam.combiners.ToList()
+                  | "Sorted" >> beam.Map(sorted))
+        extras.append(labels | "WriteLabels" >> beam.Map(_write_labels, out))
+    examples = records | "EncodeExamples" >> ToImageExamples(
+        config["writer"]["validation_fraction"], labels)
+    counts.append(examples[common.COUNTS])
+    shards = examples.examples | "WriteShards" >> WriteShards(out, WriterConfig(**config["writer"]))
+    counts.append(shards[common.COUNTS])
+    dead_files = (
+        dead
+        | "MergeDeadLetters" >> beam.Flatten()
+        | "DeadToJson" >> beam.Map(lambda e: json.dumps(e, sort_keys=True, ensure_ascii=False))
+        | "WriteDeadLetter" >> beam.io.WriteToText(
+            FileSystems.join(out, "dead_letter", "dead_letter"), file_name_suffix=".jsonl",
+            num_shards=1))
+    total = counts | "MergeCounts" >> beam.Flatten() | "SumCounts" >> beam.CombinePerKey(sum)
+    manifest_config = {k: v for k, v in config.items() if k != "encode_captions"}
+    _ = p | "Finalize" >> Finalize(
+        out, total, shards.shards, read["files"], dead_files, tokenizer, config=manifest_config,
+        code_version=code_version(), max_dead_letter_fraction=config["max_dead_letter_fraction"],
+        dataset_version=config.get("dataset_version"), extras=extras)
+
+
+def _print_summary(out: str, stats: Dict[str, Any]) -> None:
+    print(f"shards:      {FileSystems.join(out, 'data')}/")
+    print(f"stats:       {FileSystems.join(out, 'stats.json')}")
+    print(f"dead letter: {FileSystems.join(out, 'dead_letter')}/")
+    print(f"records in {stats['records_in']}, out {stats['records_out']}, "
+          f"filtered {sum(stats['filtered'].values())}, duplicates "
+          f"{sum(stats['duplicates'].values())}, dead letter {sum(stats['dead_letter'].values())}")
+
+
+def run(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    options = PipelineOptions(argv)
+    opts = options.view_as(ImagePipelineOptions)
+    try:
+        config = validate(opts, "images")
+    except OptionError as e:
+        sys.stderr.write(f"error: {e}\n")
+        raise SystemExit(2)
+    clear_previous_output(config["output_dir"])
+    with beam.Pipeline(runner=runner_for(options), options=options) as p:
+        build_pipeline(p, config)
+    with FileSystems.open(FileSystems.join(config["output_dir"], "stats.json")) as f:
+        stats = json.loads(f.read())
+    _print_summary(config["output_dir"], stats)
+    return stats
+
+
+if __name__ == "__main__":
+    logging.getLogger().setLevel(logging.INFO)
+    run()

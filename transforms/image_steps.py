@@ -1,0 +1,203 @@
+"""Beam steps of the image pipelines: validate/resize, exact and near-duplicate removal, Examples.
+
+* :class:`ProcessImages` runs :func:`transforms.images.process_image` on each
+  record: broken files go to the dead letter, rule failures are counted as
+  filtered, both with their reason; formats, sizes and aspect ratios are
+  counted for stats.json.
+* :class:`ImageExactDedup`: identical source files (with identical captions,
+  for pairs) keep the smallest id.
+* :class:`ImageNearDedup`: near-duplicates by the 128-bit difference hash:
+  LSH on the hash bits (8 bands of 16 bits: two hashes within Hamming
+  distance 7 agree on at least one band), candidate pairs verified by Hamming
+  distance, then the same large-star/small-star components as text
+  (:mod:`transforms.near_dedup`), smallest id surviving.
+* :class:`ToImageExamples`: the TF object-detection feature names
+  (``image/encoded``, ``image/format``, ``image/height``, ``image/width``,
+  ``image/id``, ``image/class/label``, ``caption/text``, ``caption/input_ids``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Dict, List, Optional
+
+import apache_beam as beam
+from apache_beam import pvalue
+
+from transforms import common, near_dedup as nd
+from transforms.common import DUPLICATES, FILTERED, INFO
+from transforms.dedup import KeepSmallestId
+from transforms.images import ImageConfig, ImageReject, hamming, process_image
+from transforms.writers import encode_example, histogram_bucket, split_of
+
+__all__ = ["ProcessImages", "ImageExactDedup", "ImageNearDedup", "ToImageExamples",
+           "HIST_LONG_SIDE", "HIST_ASPECT"]
+
+HIST_LONG_SIDE = "hist.image_long_side"
+HIST_ASPECT = "hist.image_aspect_ratio_x100"
+PHASH = "phash"
+
+
+class _ProcessDoFn(common.CountingDoFn):
+    def __init__(self, config: ImageConfig):
+        super().__init__()
+        self._config = config
+
+    def process(self, record: dict):
+        data = record["image_bytes"]
+        try:
+            result = process_image(data, self._config)
+        except ImageReject as e:
+            if e.kind == "dead":
+                yield self.dead(common.dead_letter_entry(
+                    record["source"], record["position"], e.reason, e.detail, data[:64],
+                    unit="file" if record["position"] == 0 else "record", record_id=record["id"]))
+            else:
+                self.count(FILTERED, e.reason)
+            return
+        w, h = result["orig_width"], result["orig_height"]
+        self.count(INFO, f"format.{result['format']}", metric=False)
+        self.count(HIST_LONG_SIDE, str(histogram_bucket(max(w, h))), metric=False)
+        self.count(HIST_ASPECT, str(histogram_bucket(round(100 * w / h))), metric=False)
+        out = {k: v for k, v in record.items() if k != "image_bytes"}
+        out.update(result)
+        out["source_sha256"] = hashlib.sha256(data).hexdigest()
+        yield out
+
+
+class ProcessImages(beam.PTransform):
+    def __init__(self, config: ImageConfig = ImageConfig()):
+        super().__init__()
+        self._config = config
+
+    def expand(self, records):
+        return records | "ValidateResize" >> beam.ParDo(_ProcessDoFn(self._config)).with_outputs(
+            common.DEAD, common.COUNTS, main="records")
+
+
+class _EmitSurvivors(common.CountingDoFn):
+    def process(self, keyed):
+        _, (best, n) = keyed
+        if n > 1:
+            self.count(DUPLICATES, "exact", n - 1)
+        if best is not None:
+            yield best
+
+
+class ImageExactDedup(beam.PTransform):
+    """Identical source bytes (and caption, when there is one) -> the smallest id."""
+
+    def expand(self, records):
+        return (
+            records
+            | "KeyBySourceHash" >> beam.Map(
+                lambda r: (r["source_sha256"] + "|" + " ".join(r.get("text", "").lower().split()), r))
+            | "KeepSmallestId" >> beam.CombinePerKey(KeepSmallestId())
+            | "EmitSurvivors" >> beam.ParDo(_EmitSurvivors()).with_outputs(common.COUNTS, main="records")
+        )
+
+
+def _band_keys(record: dict, bands: int = 8):
+    h = record[PHASH]
+    for i in range(bands):
+        yield (i, (h >> (16 * i)) & 0xFFFF), record["id"]
+
+
+class _VerifyHamming(common.CountingDoFn):
+    def __init__(self, max_distance: int):
+        super().__init__()
+        self._max = max_distance
+
+    def process(self, keyed):
+        v, grouped = keyed
+        for hv in grouped["sig"]:
+            for u, hu in grouped["half"]:
+                self.count(INFO, "image_dedup.pairs_compared", metric=False)
+                if hamming(hu, hv) <= self._max:
+                    self.count(INFO, "image_dedup.pairs_accepted", metric=False)
+                    yield (u, v)
+
+
+class ImageNearDedup(beam.PTransform):
+    """Near-duplicate images (dHash Hamming distance <= ``max_distance``, at most 7) -> survivors."""
+
+    def __init__(self, max_distance: int = 6, max_rounds: int = 10, max_bucket: int = 64):
+        super().__init__()
+        if not 0 <= max_distance <= 7:
+            raise ValueError("max_distance must be in [0, 7] (8 bands of 16 bits)")
+        self._max = max_distance
+        self._rounds = max_rounds
+        self._bucket = max_bucket
+
+    def expand(self, records):
+        hashes = records | "IdHash" >> beam.Map(lambda r: (r["id"], r[PHASH]))
+        candidates = (
+            records
+            | "BandKeys" >> beam.FlatMap(_band_keys)
+            | "GroupBands" >> beam.GroupByKey()
+            | "BucketPairs" >> beam.ParDo(nd._BucketPairs(self._bucket)).with_outputs(
+                common.COUNTS, main="pairs")
+        )
+        pairs = candidates.pairs | "DistinctPairs" >> beam.Distinct()
+        half = ({"pair": pairs, "sig": hashes}
+                | "JoinFirstHash" >> beam.CoGroupByKey()
+                | "AttachFirst" >> beam.FlatMap(nd._attach_first))
+        verified = ({"half": half, "sig": hashes}
+                    | "JoinSecondHash" >> beam.CoGroupByKey()
+                    | "VerifyHamming" >> beam.ParDo(_VerifyHamming(self._max)).with_outputs(
+                        common.COUNTS, main="edges"))
+        edges = verified.edges
+        counts = [candidates[common.COUNTS], verified[common.COUNTS]]
+        for i in range(self._rounds):
+            edges, changes = edges | f"StarRound{i:02d}" >> nd._StarRound(i)
+            counts.append(changes)
+        removed = (edges
+                   | "Children" >> beam.Map(lambda e: e[0])
+                   | "DistinctChildren" >> beam.Distinct()
+                   | "KeyRemoved" >> beam.Map(lambda rid: (rid, True)))
+        survivors = ({"record": records | "KeyById" >> beam.Map(lambda r: (r["id"], r)),
+                      "drop": removed}
+                     | "JoinRemovals" >> beam.CoGroupByKey()
+                     | "DropNearDuplicates" >> beam.ParDo(nd._DropDuplicates()).with_outputs(
+                         common.COUNTS, main="records"))
+        counts.append(survivors[common.COUNTS])
+        return {"records": survivors.records, "counts": counts | "MergeCounts" >> beam.Flatten()}
+
+
+class _ToExample(common.CountingDoFn):
+    def __init__(self, validation_fraction: float):
+        super().__init__()
+        self._fraction = validation_fraction
+
+    def process(self, record: dict, label_index: Optional[Dict[str, int]] = None):
+        rid = record["id"]
+        features = {"image/encoded": record["jpeg"], "image/format": b"jpeg",
+                    "image/height": [int(record["height"])], "image/width": [int(record["width"])],
+                    "image/id": rid}
+        if label_index is not None and "label" in record:
+            features["image/class/label"] = [int(label_index[record["label"]])]
+        if "text" in record:
+            features["caption/text"] = record["text"]
+        if "input_ids" in record:
+            features["caption/input_ids"] = record["input_ids"] or [0]
+        split = split_of(rid, self._fraction)
+        yield (split, rid, encode_example(features), len(record.get("input_ids", ())),
+               len(record["jpeg"]))
+
+
+class ToImageExamples(beam.PTransform):
+    """Records -> (split, id, serialized Example, n_tokens, n_bytes) for :class:`WriteShards`."""
+
+    def __init__(self, validation_fraction: float, labels=None):
+        super().__init__()
+        self._fraction = validation_fraction
+        self._labels = labels  # PCollection of the sorted label list (one element), or None
+
+    def expand(self, records):
+        if self._labels is None:
+            return records | "ToExample" >> beam.ParDo(_ToExample(self._fraction)).with_outputs(
+                common.COUNTS, main="examples")
+        index = self._labels | "LabelIndex" >> beam.Map(lambda names: {n: i for i, n in enumerate(names)})
+        return records | "ToExample" >> beam.ParDo(
+            _ToExample(self._fraction), label_index=pvalue.AsSingleton(index)).with_outputs(
+                common.COUNTS, main="examples")
