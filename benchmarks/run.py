@@ -33,6 +33,10 @@ def main(argv=None) -> None:
 
     pii_bench.main(["--mb", "1" if args.quick else "8"])
     print()
+    from benchmarks import image_bench
+
+    image_bench.main(["--n", "20" if args.quick else "60"])
+    print()
     input_bench(quick=args.quick)
     print()
     from benchmarks import dedup_scaling
