@@ -27,6 +27,14 @@ demo: $(STAMP)
 	$(PY) -m trainer.train --data_dir $(DEMO_OUT) --model_dir $(DEMO_OUT)/model \
 		--steps 40 --batch_size 16 --seq_len 128 --layers 2 --width 128 --heads 4 \
 		--cpu_replicas 2 --checkpoint_every 20 --verbose 2
+	$(PY) -m beam_pipelines.images --input 'data/sample/images/train/*/*' \
+		--output_dir $(DEMO_OUT)/images --image_size 64 --max_dead_letter_fraction 0.2
+	rm -rf $(DEMO_OUT)/images/model
+	$(PY) -m trainer.train_images --data_dir $(DEMO_OUT)/images --model_dir $(DEMO_OUT)/images/model \
+		--steps 30 --batch_size 8 --image_size 64 --cpu_replicas 2 --checkpoint_every 15 --verbose 2
+	$(PY) -m beam_pipelines.multimodal --input 'data/sample/multimodal/coco/captions.json' \
+		--input 'data/sample/multimodal/laion/pairs.tsv' --input 'data/sample/multimodal/webdataset/*.tar' \
+		--output_dir $(DEMO_OUT)/pairs --image_size 64 --caption_vocab_size 400 --max_dead_letter_fraction 0.3
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -52,6 +52,8 @@ class ImagePipelineOptions(OutputOptions):
         parser.add_argument("--resize_mode", default="crop", choices=["crop", "pad", "none"],
                             help="crop: centre crop to a square; pad: pad to a square; none: keep aspect.")
         parser.add_argument("--jpeg_quality", type=int, default=90)
+        parser.add_argument("--background", default="255,255,255",
+                            help="R,G,B colour transparent images are composited on.")
         parser.add_argument("--min_side", type=int, default=32)
         parser.add_argument("--max_side", type=int, default=20000)
         parser.add_argument("--max_aspect", type=float, default=5.0,
@@ -69,11 +71,19 @@ class ImagePipelineOptions(OutputOptions):
         parser.add_argument("--no_dedup", type=_flag, nargs="?", const=True, default=False)
 
 
+def _background(value: str):
+    parts = [int(p) for p in value.split(",")]
+    if len(parts) != 3 or not all(0 <= p <= 255 for p in parts):
+        raise ValueError(f"background must be R,G,B with values 0-255, got {value!r}")
+    return tuple(parts)
+
+
 def image_config(opts) -> ImageConfig:
     return ImageConfig(max_pixels=opts.max_pixels, min_side=opts.min_side, max_side=opts.max_side,
                        max_aspect=opts.max_aspect, min_std=opts.min_std,
                        min_file_bytes=opts.min_file_bytes, size=opts.image_size,
-                       resize=opts.resize_mode, quality=opts.jpeg_quality)
+                       resize=opts.resize_mode, quality=opts.jpeg_quality,
+                       background=_background(opts.background))
 
 
 def validate(opts, kind: str = "images") -> Dict[str, Any]:
@@ -102,6 +112,10 @@ def validate(opts, kind: str = "images") -> Dict[str, Any]:
         if not ok:
             raise OptionError(f"--{name}: invalid value {value!r}")
     try:
+        background = _background(opts.background)
+    except ValueError as e:
+        raise OptionError(f"--background: {e}") from e
+    try:
         image_config(opts)
     except ValueError as e:
         raise OptionError(f"--image_*: {e}") from e
@@ -113,7 +127,8 @@ def validate(opts, kind: str = "images") -> Dict[str, Any]:
         "image": {"max_pixels": opts.max_pixels, "min_side": opts.min_side, "max_side": opts.max_side,
                   "max_aspect": opts.max_aspect, "min_std": opts.min_std,
                   "min_file_bytes": opts.min_file_bytes, "size": opts.image_size,
-                  "resize": opts.resize_mode, "quality": opts.jpeg_quality},
+                  "resize": opts.resize_mode, "quality": opts.jpeg_quality,
+                  "background": list(background)},
         "max_file_bytes": opts.max_file_mb << 20,
         "dedup": not opts.no_dedup,
         "near_dup_hamming": near,
@@ -149,7 +164,8 @@ def build_pipeline(p: beam.Pipeline, config: Dict[str, Any], caption_steps=None)
         dead.append(loaded[common.DEAD])
         if caption_steps is not None:
             records, tokenizer = caption_steps(p, records, counts)
-    processed = records | "Images" >> ProcessImages(ImageConfig(**config["image"]))
+    image = dict(config["image"], background=tuple(config["image"]["background"]))
+    processed = records | "Images" >> ProcessImages(ImageConfig(**image))
     records = processed.records
     counts.append(processed[common.COUNTS])
     dead.append(processed[common.DEAD])
@@ -220,5 +236,5 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    logging.getLogger().setLevel(logging.INFO)
+    logging.basicConfig(level=logging.WARNING)
     run()

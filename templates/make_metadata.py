@@ -55,6 +55,7 @@ SPECIAL = {
     "jpeg_quality": (r"^([1-9]|[1-9][0-9]|100)$", "1 to 100."),
     "near_dup_hamming": (r"^(-1|[0-7])$", "-1 (off) or 0 to 7."),
     "max_aspect": (r"^[0-9]+(\.[0-9]+)?$", None),
+    "background": (r"^[0-9]{1,3},[0-9]{1,3},[0-9]{1,3}$", None),
     "min_std": (r"^[0-9]+(\.[0-9]+)?$", None),
     "caption_blocklist_threshold": (FRACTION, None),
     "near_dup_threshold": (OPEN_FRACTION, "Strictly between 0 and 1."),
