@@ -32,6 +32,7 @@ INSTALL_REQUIRES = [
     "pyahocorasick>=2.1",
     # JSONL parsing: faster than json, strict UTF-8, bounded nesting depth.
     "orjson>=3.9",
+    "matplotlib==3.11.2",  # beam_pipelines.report: the plots of DIR/report.html (Agg, no display)
 ]
 
 EXTRAS = {

@@ -32,7 +32,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines.runner import runner_for
-from beam_pipelines.text import OptionError, OutputOptions, _flag, clear_previous_output, code_version
+from beam_pipelines.text import (OptionError, OutputOptions, _flag, clear_previous_output, code_version,
+                                 sum_counts_and_write_samples)
 from transforms import common
 from transforms.image_readers import LoadImages, ReadImages
 from transforms.image_steps import ImageExactDedup, ImageNearDedup, ProcessImages, ToImageExamples
@@ -178,7 +179,9 @@ def build_pipeline(p: beam.Pipeline, config: Dict[str, Any], caption_steps=None)
             records = near["records"]
             counts.append(near["counts"])
     if config.get("encode_captions") is not None:
-        records = config["encode_captions"](records, tokenizer)
+        encoded = config["encode_captions"](records, tokenizer)
+        records = encoded.records
+        counts.append(encoded[common.COUNTS])
 
     labels = None
     extras = []
@@ -201,12 +204,12 @@ def build_pipeline(p: beam.Pipeline, config: Dict[str, Any], caption_steps=None)
         | "WriteDeadLetter" >> beam.io.WriteToText(
             FileSystems.join(out, "dead_letter", "dead_letter"), file_name_suffix=".jsonl",
             num_shards=1))
-    total = counts | "MergeCounts" >> beam.Flatten() | "SumCounts" >> beam.CombinePerKey(sum)
+    total, samples_file = sum_counts_and_write_samples(counts, out)
     manifest_config = {k: v for k, v in config.items() if k != "encode_captions"}
     _ = p | "Finalize" >> Finalize(
         out, total, shards.shards, read["files"], dead_files, tokenizer, config=manifest_config,
         code_version=code_version(), max_dead_letter_fraction=config["max_dead_letter_fraction"],
-        dataset_version=config.get("dataset_version"), extras=extras)
+        dataset_version=config.get("dataset_version"), extras=extras + [samples_file])
 
 
 def _print_summary(out: str, stats: Dict[str, Any]) -> None:

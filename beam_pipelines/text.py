@@ -345,7 +345,8 @@ def clear_previous_output(output_dir: str) -> None:
     """Remove what an earlier run left, so a stale COMPLETED or shard never survives."""
     patterns = ["COMPLETED", "stats.json", "manifest.json", "data/*.tfrecord", "dead_letter/beam-temp-*",
                 "dead_letter/*.jsonl", "tokenizer/spm.model", "tokenizer/spm.vocab",
-                "near_dup_clusters/*.jsonl", "near_dup_clusters/beam-temp-*", "labels.txt"]
+                "near_dup_clusters/*.jsonl", "near_dup_clusters/beam-temp-*", "labels.txt",
+                "samples.jsonl", "beam-temp-samples-*", "report.html"]
     stale = []
     for pattern in patterns:
         try:
@@ -364,6 +365,28 @@ def near_dedup_config(nd: Dict[str, Any]) -> NearDedupConfig:
                               char_ngram=nd["char_ngram"], threshold=nd["threshold"],
                               bands=nd["bands"], rows=nd["rows"]),
         verify=nd["verify"], verify_threshold=nd["verify_threshold"], max_rounds=nd["max_rounds"])
+
+
+SAMPLES_PER_OUTCOME = 5
+
+
+def sum_counts_and_write_samples(counts: List, out: str):
+    """Sum the pipeline's tallies; write the samples that travel with them to DIR/samples.jsonl.
+
+    Returns (summed counts, the written samples file) for :class:`Finalize`.
+    """
+    merged = counts | "MergeCounts" >> beam.Flatten()
+    total = (merged
+             | "OnlyCounts" >> beam.Filter(lambda kv: not common.is_sample(kv))
+             | "SumCounts" >> beam.CombinePerKey(sum))
+    samples = (merged
+               | "OnlySamples" >> beam.Filter(common.is_sample)
+               | "FewPerOutcome" >> beam.combiners.Sample.FixedSizePerKey(SAMPLES_PER_OUTCOME)
+               | "SampleLines" >> beam.FlatMap(lambda kv: sorted(kv[1]))
+               | "WriteSamples" >> beam.io.WriteToText(
+                   FileSystems.join(out, "samples"), file_name_suffix=".jsonl", num_shards=1,
+                   shard_name_template=""))
+    return total, samples
 
 
 def build_pipeline(p: beam.Pipeline, config: Dict[str, Any]) -> None:
@@ -428,7 +451,9 @@ def build_pipeline(p: beam.Pipeline, config: Dict[str, Any]) -> None:
             tokenizer = p | "LoadTokenizer" >> LoadTokenizer(tcfg["model"], out)
         else:
             tokenizer = records | "TrainTokenizer" >> TrainTokenizer(tok_config, out)
-        records = records | "Tokenize" >> Encode(tokenizer, tok_config)
+        encoded = records | "Tokenize" >> Encode(tokenizer, tok_config)
+        records = encoded.records
+        counts.append(encoded[common.COUNTS])
 
     examples = records | "EncodeExamples" >> EncodeExamples(WriterConfig(**config["writer"]))
     counts.append(examples[common.COUNTS])
@@ -443,16 +468,12 @@ def build_pipeline(p: beam.Pipeline, config: Dict[str, Any]) -> None:
             FileSystems.join(out, "dead_letter", "dead_letter"), file_name_suffix=".jsonl",
             num_shards=1)
     )
-    total_counts = (
-        counts
-        | "MergeCounts" >> beam.Flatten()
-        | "SumCounts" >> beam.CombinePerKey(sum)
-    )
+    total_counts, samples_file = sum_counts_and_write_samples(counts, out)
     _ = p | "Finalize" >> Finalize(
         out, total_counts, shards.shards, read["files"], dead_files, tokenizer,
         config=config, code_version=code_version(),
         max_dead_letter_fraction=config["max_dead_letter_fraction"],
-        dataset_version=config.get("dataset_version"))
+        dataset_version=config.get("dataset_version"), extras=[samples_file])
 
 
 def run(argv: Optional[List[str]] = None) -> Dict[str, Any]:

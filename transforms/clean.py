@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 import unicodedata
 from typing import Optional, Tuple
 
@@ -248,9 +249,12 @@ class _CleanDoFn(common.CountingDoFn):
         self._cleaner = Cleaner(self._config)
 
     def process(self, record: dict):
+        start = time.perf_counter()
         out, reason = self._cleaner(record)
+        self.time("clean", time.perf_counter() - start)
         if reason is not None:
             self.count(FILTERED, reason)
+            self.sample(FILTERED, reason, record)
             return
         yield out
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import json
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 import apache_beam as beam
@@ -40,6 +41,11 @@ __all__ = [
     "dead_letter_entry",
     "EXCERPT_CHARS",
     "INFO",
+    "SAMPLE",
+    "TIME_SECONDS",
+    "TIME_CALLS",
+    "is_sample",
+    "scrubbed_excerpt",
 ]
 
 NAMESPACE = "beamtrain"
@@ -58,6 +64,34 @@ COUNTS = "counts"
 DEAD = "dead"
 
 EXCERPT_CHARS = 200
+
+
+TIME_SECONDS = "time_seconds"
+TIME_CALLS = "time_calls"
+# Samples travel on the counts output, keyed (SAMPLE, "kind|reason"), with a
+# JSON string as the value; pipelines split them off before summing counts.
+SAMPLE = "sample"
+SAMPLES_PER_BUNDLE = 3
+SAMPLE_CHARS = 300
+
+_SCRUBBER = None
+
+
+def scrubbed_excerpt(text: Any) -> str:
+    """The first characters of ``text`` with PII replaced: what reports may show."""
+    global _SCRUBBER
+    if not isinstance(text, str) or not text:
+        return ""
+    if _SCRUBBER is None:
+        from transforms.pii import PiiScrubber
+
+        _SCRUBBER = PiiScrubber()
+    excerpt = text[:SAMPLE_CHARS + 100]
+    return _SCRUBBER.scrub(excerpt)[0][:SAMPLE_CHARS].encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def is_sample(item) -> bool:
+    return item[0][0] == SAMPLE
 
 
 def stable_hash64(value: str) -> int:
@@ -121,9 +155,34 @@ class CountingDoFn(beam.DoFn):
         super().__init__()
         self._tally: Dict[Tuple[str, str], int] = collections.Counter()
         self._metrics: Dict[Tuple[str, str], Any] = {}
+        self._samples: Dict[Tuple[str, str], list] = {}
 
     def start_bundle(self):
         self._tally = collections.Counter()
+        self._samples = {}
+
+    def time(self, stage: str, seconds: float, calls: int = 1) -> None:
+        """Processing time of a stage: summed into stats.json, a Beam distribution per call."""
+        self._tally[(TIME_SECONDS, stage)] += seconds
+        self._tally[(TIME_CALLS, stage)] += calls
+        key = (TIME_SECONDS, stage)
+        dist = self._metrics.get(key)
+        if dist is None:
+            dist = beam.metrics.Metrics.distribution(NAMESPACE, f"time_us.{stage}")
+            self._metrics[key] = dist
+        dist.update(int(seconds * 1e6))
+
+    def sample(self, kind: str, reason: str, record: Dict[str, Any], thumbnail: str = "") -> None:
+        """Keep a few examples per outcome (PII scrubbed) for the report's samples."""
+        bucket = self._samples.setdefault((kind, reason), [])
+        if len(bucket) >= SAMPLES_PER_BUNDLE:
+            return
+        entry = {"kind": kind, "reason": reason, "id": str(record.get("id", "")),
+                 "source": str(record.get("source", "")),
+                 "excerpt": scrubbed_excerpt(record.get("text", ""))}
+        if thumbnail:
+            entry["thumbnail"] = thumbnail
+        bucket.append(entry)
 
     def count(self, kind: str, reason: str, n: int = 1, metric: bool = True) -> None:
         key = (kind, reason)
@@ -144,4 +203,9 @@ class CountingDoFn(beam.DoFn):
     def finish_bundle(self) -> Iterator[Any]:
         for key, n in sorted(self._tally.items()):
             yield pvalue.TaggedOutput(COUNTS, GlobalWindows.windowed_value((key, n)))
+        for (kind, reason), entries in sorted(self._samples.items()):
+            for entry in entries:
+                yield pvalue.TaggedOutput(COUNTS, GlobalWindows.windowed_value(
+                    ((SAMPLE, f"{kind}|{reason}"), json.dumps(entry, ensure_ascii=False))))
         self._tally = collections.Counter()
+        self._samples = {}

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Dict, List, Optional
 
 import apache_beam as beam
@@ -45,16 +46,20 @@ class _ProcessDoFn(common.CountingDoFn):
 
     def process(self, record: dict):
         data = record["image_bytes"]
+        start = time.perf_counter()
         try:
             result = process_image(data, self._config)
         except ImageReject as e:
+            self.time("images", time.perf_counter() - start)
             if e.kind == "dead":
                 yield self.dead(common.dead_letter_entry(
                     record["source"], record["position"], e.reason, e.detail, data[:64],
                     unit="file" if record["position"] == 0 else "record", record_id=record["id"]))
             else:
                 self.count(FILTERED, e.reason)
+                self.sample(FILTERED, e.reason, dict(record, text=record.get("text") or e.detail))
             return
+        self.time("images", time.perf_counter() - start)
         w, h = result["orig_width"], result["orig_height"]
         self.count(INFO, f"format.{result['format']}", metric=False)
         self.count(HIST_LONG_SIDE, str(histogram_bucket(max(w, h))), metric=False)
@@ -181,6 +186,7 @@ class _ToExample(common.CountingDoFn):
         if "input_ids" in record:
             features["caption/input_ids"] = record["input_ids"] or [0]
         split = split_of(rid, self._fraction)
+        self.sample("kept", split, record, nd.thumbnail(record))
         yield (split, rid, encode_example(features), len(record.get("input_ids", ())),
                len(record["jpeg"]))
 

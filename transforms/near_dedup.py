@@ -151,8 +151,12 @@ class _Signatures(common.CountingDoFn):
         self._bands, self._rows = self._config.lsh_params()
 
     def process(self, batch: List[dict]):
+        import time
+
+        start = time.perf_counter()
         flat, offsets = self._shingler.batch([r["text"] for r in batch])
         sigs = minhash.signatures(flat, offsets, self._perms)
+        self.time("minhash", time.perf_counter() - start, len(batch))
         for i, record in enumerate(batch):
             if offsets[i + 1] == offsets[i]:
                 self.count(INFO, "near_dedup.no_shingles")
@@ -257,8 +261,27 @@ class _DropDuplicates(common.CountingDoFn):
         records, dropped = grouped["record"], grouped["drop"]
         if dropped:
             self.count(DUPLICATES, "near", len(records))
+            for record in records:
+                self.sample(DUPLICATES, "near", record, thumbnail(record))
             return
         yield from records
+
+
+def thumbnail(record: dict, size: int = 64) -> str:
+    """A small base64 JPEG of an image record, for reports; '' for text."""
+    data = record.get("jpeg")
+    if not data:
+        return ""
+    import base64
+    import io
+
+    from PIL import Image
+
+    im = Image.open(io.BytesIO(data))
+    im.thumbnail((size, size))
+    buf = io.BytesIO()
+    im.convert("RGB").save(buf, "JPEG", quality=70)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _cluster_rows(kv):

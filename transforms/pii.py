@@ -564,7 +564,11 @@ def _beam():
             self._scrubber = PiiScrubber(self._config)
 
         def process(self, record: dict):
+            import time
+
+            start = time.perf_counter()
             text, spans = self._scrubber.scrub(record["text"], doc_key=record["id"])
+            self.time("pii", time.perf_counter() - start)
             if not spans:
                 yield record
                 return
@@ -573,6 +577,7 @@ def _beam():
             self.count(INFO, "pii.documents_with_findings")
             if self._drop_above and len(spans) > self._drop_above:
                 self.count(FILTERED, "pii_too_many")
+                self.sample(FILTERED, "pii_too_many", dict(record, text=text))
                 return
             out = dict(record)
             out["text"] = text

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import logging
+import time
 import io
 import posixpath
 import re
@@ -662,12 +664,45 @@ class _PlanReads(common.CountingDoFn):
                 yield item
 
 
+class _Progress:
+    """A log line every ``every`` seconds: records read, MB/s, elapsed (per worker)."""
+
+    def __init__(self, every: float = 10.0):
+        self._start = self._last = time.monotonic()
+        self._records = 0
+        self._chars = 0
+        self._every = every
+
+    def add(self, chars: int) -> None:
+        self._records += 1
+        self._chars += chars
+        now = time.monotonic()
+        if now - self._last >= self._every:
+            self._last = now
+            elapsed = now - self._start
+            logging.getLogger("beamtrain.progress").warning(
+                "read %d records, %.1f MB, %.2f MB/s, %.0f s elapsed", self._records,
+                self._chars / 1e6, self._chars / 1e6 / max(elapsed, 1e-9), elapsed)
+
+
 class _ReadTasks(common.CountingDoFn):
     def __init__(self, config: ReaderConfig):
         super().__init__()
         self._config = config
 
+    def setup(self):
+        self._progress = _Progress()
+
     def process(self, task: ReadTask):
+        # time spent reading, not in the fused steps each yield runs
+        own, start = 0.0, time.perf_counter()
+        for item in self._read(task):
+            own += time.perf_counter() - start
+            yield item
+            start = time.perf_counter()
+        self.time("read", own + time.perf_counter() - start)
+
+    def _read(self, task: ReadTask):
         if task.start == 0 and task.row_group <= 0:
             # Tell the user when a file's name lies about its compression.
             try:
@@ -680,6 +715,7 @@ class _ReadTasks(common.CountingDoFn):
         for kind, value in read_task(task, self._config):
             self.count(IN, "records")
             if kind == "record":
+                self._progress.add(len(value["text"]))
                 yield value
             elif kind == "dead":
                 yield self.dead(value)

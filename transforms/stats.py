@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from transforms import common, writers
+from transforms import common, tfds_meta, writers
 from transforms.common import DEAD_LETTER, DUPLICATES, FILTERED, IN, INFO, OUT
 
 __all__ = ["build_stats", "identity_holds", "Finalize", "TooManyBrokenRecords",
@@ -75,6 +75,14 @@ def build_stats(counts: Dict[Tuple[str, str], int]) -> Dict[str, Any]:
         "info": dict(sorted(by_kind[INFO].items())),
         "histograms": {},
     }
+    seconds = by_kind.get(common.TIME_SECONDS, {})
+    if seconds:
+        total = sum(seconds.values()) or 1.0
+        calls = by_kind.get(common.TIME_CALLS, {})
+        # worker time per stage, summed over workers: which stage costs what share
+        stats["timing"] = {stage: {"seconds": round(sec, 3), "calls": int(calls.get(stage, 0)),
+                                   "share": round(sec / total, 4)}
+                           for stage, sec in sorted(seconds.items())}
     rounds = sorted((k, n) for k, n in by_kind[INFO].items() if k.startswith("near_dedup.round_"))
     if rounds:
         stats["near_dedup"] = {
@@ -174,6 +182,9 @@ class _FinalizeDoFn(beam.DoFn):
         }
         with FileSystems.create(FileSystems.join(out, "manifest.json")) as f:
             f.write(writers.json_dumps(manifest))
+        # dataset_info.json + features.json for tfds.builder_from_directory(out);
+        # raises TfdsMetadataError (naming the cause) rather than skipping them
+        tfds_meta.write_tfds_metadata(out, manifest)
 
         if not stats["accounting"]["holds"]:
             raise AccountingError(

@@ -167,8 +167,9 @@ class LoadTokenizer(beam.PTransform):
         return pbegin | "ModelPath" >> beam.Create([self._model_path]) | "ReadModel" >> beam.Map(load)
 
 
-class _EncodeDoFn(beam.DoFn):
+class _EncodeDoFn(common.CountingDoFn):
     def __init__(self, add_eos: bool):
+        super().__init__()
         self._add_eos = add_eos
         self._sp = None
         self._model_digest = None
@@ -183,8 +184,12 @@ class _EncodeDoFn(beam.DoFn):
         return self._sp
 
     def process(self, batch: List[dict], model: bytes):
+        import time
+
+        start = time.perf_counter()
         sp = self._processor(model)
         ids = sp.encode([r["text"] for r in batch], out_type=int)
+        self.time("tokenize", time.perf_counter() - start, len(batch))
         for record, token_ids in zip(batch, ids):
             out = dict(record)
             if self._add_eos:
@@ -208,4 +213,5 @@ class Encode(beam.PTransform):
                 min_batch_size=8, max_batch_size=self._config.batch_size)
             | "EncodeBatch" >> beam.ParDo(
                 _EncodeDoFn(self._config.add_eos), model=beam.pvalue.AsSingleton(self._model, default_value=None))
+            .with_outputs(common.COUNTS, main="records")
         )

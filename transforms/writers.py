@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import struct
+import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
@@ -200,6 +201,7 @@ class _ToExample(common.CountingDoFn):
         self._config = config
 
     def process(self, record: dict):
+        start = time.perf_counter()
         rid = record["id"]
         features: Dict[str, Any] = {"id": rid}
         if "input_ids" in record:
@@ -209,7 +211,10 @@ class _ToExample(common.CountingDoFn):
             features["text"] = record["text"]
         self.count(HIST_CHARS, str(histogram_bucket(len(record["text"]))), metric=False)
         split = split_of(rid, self._config.validation_fraction)
-        yield (split, rid, encode_example(features), len(record.get("input_ids", ())),
+        example = encode_example(features)
+        self.time("encode_examples", time.perf_counter() - start)
+        self.sample("kept", split, record)
+        yield (split, rid, example, len(record.get("input_ids", ())),
                len(record["text"].encode("utf-8")))
 
 
@@ -243,6 +248,7 @@ class _WriteShard(common.CountingDoFn):
 
     def process(self, keyed):
         (split, index, shards), examples = keyed
+        start = time.perf_counter()
         examples = sorted(examples, key=lambda e: (e[1], e[2]))
         path = shard_path(self._output_dir, split, index, shards)
         digest = hashlib.sha256()
@@ -255,6 +261,7 @@ class _WriteShard(common.CountingDoFn):
                 size += len(frame)
                 tokens += n_tokens
                 text_bytes += n_bytes
+        self.time("write_shards", time.perf_counter() - start)
         self.count(OUT, split, len(examples))
         self.count(INFO, f"tokens.{split}", tokens)
         self.count(INFO, f"text_bytes.{split}", text_bytes)
