@@ -32,8 +32,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines.runner import runner_for
-from beam_pipelines.text import (OptionError, OutputOptions, _flag, clear_previous_output, code_version,
-                                 sum_counts_and_write_samples)
+from beam_pipelines.text import (OptionError, _flag, add_output_args, clear_previous_output, code_version,
+                                 sum_counts_and_write_samples, write_report)
 from transforms import common
 from transforms.image_readers import LoadImages, ReadImages
 from transforms.image_steps import ImageExactDedup, ImageNearDedup, ProcessImages, ToImageExamples
@@ -44,9 +44,10 @@ from transforms.writers import WriteShards, WriterConfig
 __all__ = ["ImagePipelineOptions", "image_config", "validate", "build_pipeline", "run"]
 
 
-class ImagePipelineOptions(OutputOptions):
+class ImagePipelineOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
+        add_output_args(parser)
         parser.add_argument("--labels_from_dirs", type=_flag, nargs="?", const=True, default=True,
                             help="Label each image with its parent folder's name (ImageNet layout).")
         parser.add_argument("--image_size", type=int, default=256, help="Shorter side after resizing.")
@@ -213,6 +214,7 @@ def build_pipeline(p: beam.Pipeline, config: Dict[str, Any], caption_steps=None)
 
 
 def _print_summary(out: str, stats: Dict[str, Any]) -> None:
+    write_report(out)
     print(f"shards:      {FileSystems.join(out, 'data')}/")
     print(f"stats:       {FileSystems.join(out, 'stats.json')}")
     print(f"dead letter: {FileSystems.join(out, 'dead_letter')}/")

@@ -50,7 +50,7 @@ from transforms.stats import Finalize
 from transforms.tokenize import Encode, LoadTokenizer, TokenizerConfig, TrainTokenizer
 from transforms.writers import EncodeExamples, WriteShards, WriterConfig
 
-__all__ = ["OutputOptions", "TextPipelineOptions", "STEPS", "build_pipeline", "run", "parse_steps"]
+__all__ = ["add_output_args", "TextPipelineOptions", "STEPS", "build_pipeline", "run", "parse_steps"]
 
 STEPS = ("clean", "filter", "dedup", "pii", "tokenize")
 AVAILABLE_STEPS = STEPS
@@ -88,32 +88,39 @@ def _flag(value) -> bool:
     raise ValueError(f"not a boolean: {value!r}")
 
 
-class OutputOptions(PipelineOptions):
-    """Options every beamtrain pipeline has: inputs, output, splits, shards, broken-input policy."""
+def add_output_args(parser) -> None:
+    """Options every beamtrain pipeline has: inputs, output, splits, shards, broken-input policy.
 
+    Each is added only if the parser does not have it yet: Beam parses the
+    options of every pipeline module imported in one process with one parser.
+    """
+    _add(parser, "--input", action="append", default=None,
+         help="Input glob (local or any Beam filesystem); repeat for several, "
+         "or separate them with commas.")
+    _add(parser, "--output_dir", default=None,
+         help="Output directory; {date} or {datetime} in it become the launch "
+         "time (UTC), for scheduled runs.")
+    _add(parser, "--validation_fraction", type=float, default=0.05,
+         help="Share of records (by a hash of the id) in the validation split.")
+    _add(parser, "--num_shards", type=int, default=0,
+         help="Shards per split; 0 = one per --target_shard_mb of data.")
+    _add(parser, "--target_shard_mb", type=int, default=128,
+         help="Target shard size when --num_shards is 0.")
+    _add(parser, "--max_dead_letter_fraction", type=float, default=0.1,
+         help="Fail the run when more than this share of input records is broken.")
+    _add(parser, "--dataset_version", default=None,
+         help="Version label in manifest.json (default: derived from the content).")
+
+
+def _add(parser, flag, **kwargs) -> None:
+    if flag not in parser._option_string_actions:
+        parser.add_argument(flag, **kwargs)
+
+
+class TextPipelineOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument("--input", action="append", default=None,
-                            help="Input glob (local or any Beam filesystem); repeat for several, "
-                                 "or separate them with commas.")
-        parser.add_argument("--output_dir", default=None,
-                            help="Output directory; {date} or {datetime} in it become the launch "
-                                 "time (UTC), for scheduled runs.")
-        parser.add_argument("--validation_fraction", type=float, default=0.05,
-                            help="Share of records (by a hash of the id) in the validation split.")
-        parser.add_argument("--num_shards", type=int, default=0,
-                            help="Shards per split; 0 = one per --target_shard_mb of data.")
-        parser.add_argument("--target_shard_mb", type=int, default=128,
-                            help="Target shard size when --num_shards is 0.")
-        parser.add_argument("--max_dead_letter_fraction", type=float, default=0.1,
-                            help="Fail the run when more than this share of input records is broken.")
-        parser.add_argument("--dataset_version", default=None,
-                            help="Version label in manifest.json (default: derived from the content).")
-
-
-class TextPipelineOptions(OutputOptions):
-    @classmethod
-    def _add_argparse_args(cls, parser):
+        add_output_args(parser)
         parser.add_argument("--steps", default=None,
                             help="Comma-separated steps among clean,filter,dedup,pii,tokenize "
                                  "(default: all five, in that order).")
@@ -367,6 +374,17 @@ def near_dedup_config(nd: Dict[str, Any]) -> NearDedupConfig:
         verify=nd["verify"], verify_threshold=nd["verify_threshold"], max_rounds=nd["max_rounds"])
 
 
+def write_report(out: str) -> None:
+    """report.html beside stats.json; a failure to draw it is reported, never fatal to the run."""
+    try:
+        from beam_pipelines.report import build_report
+
+        print(f"report:      {build_report(out)}")
+    except Exception as e:  # noqa: BLE001 - the data is written; say why the report is not
+        logging.getLogger(__name__).warning("report.html not written: %s: %s", type(e).__name__, e)
+        print(f"report:      not written ({type(e).__name__}: {e})")
+
+
 SAMPLES_PER_OUTCOME = 5
 
 
@@ -494,6 +512,7 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     with FileSystems.open(FileSystems.join(config["output_dir"], "stats.json")) as f:
         stats = json.loads(f.read())
     out = config["output_dir"]
+    write_report(out)
     print(f"shards:      {FileSystems.join(out, 'data')}/")
     print(f"stats:       {FileSystems.join(out, 'stats.json')}")
     print(f"dead letter: {FileSystems.join(out, 'dead_letter')}/")
