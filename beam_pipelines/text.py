@@ -353,7 +353,8 @@ def clear_previous_output(output_dir: str) -> None:
     patterns = ["COMPLETED", "stats.json", "manifest.json", "data/*.tfrecord", "dead_letter/beam-temp-*",
                 "dead_letter/*.jsonl", "tokenizer/spm.model", "tokenizer/spm.vocab",
                 "near_dup_clusters/*.jsonl", "near_dup_clusters/beam-temp-*", "labels.txt",
-                "samples.jsonl", "beam-temp-samples-*", "report.html"]
+                "samples.jsonl", "beam-temp-samples-*", "report.html", "dataset_info.json",
+                "features.json", "*.labels.txt"]
     stale = []
     for pattern in patterns:
         try:
