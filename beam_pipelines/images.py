@@ -33,7 +33,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines.runner import runner_for
 from beam_pipelines.text import (OptionError, _flag, add_output_args, clear_previous_output, code_version,
-                                 sum_counts_and_write_samples, write_report)
+                                 print_summary, sum_counts_and_write_samples)
 from transforms import common
 from transforms.image_readers import LoadImages, ReadImages
 from transforms.image_steps import ImageExactDedup, ImageNearDedup, ProcessImages, ToImageExamples
@@ -213,14 +213,7 @@ def build_pipeline(p: beam.Pipeline, config: Dict[str, Any], caption_steps=None)
         dataset_version=config.get("dataset_version"), extras=extras + [samples_file])
 
 
-def _print_summary(out: str, stats: Dict[str, Any]) -> None:
-    write_report(out)
-    print(f"shards:      {FileSystems.join(out, 'data')}/")
-    print(f"stats:       {FileSystems.join(out, 'stats.json')}")
-    print(f"dead letter: {FileSystems.join(out, 'dead_letter')}/")
-    print(f"records in {stats['records_in']}, out {stats['records_out']}, "
-          f"filtered {sum(stats['filtered'].values())}, duplicates "
-          f"{sum(stats['duplicates'].values())}, dead letter {sum(stats['dead_letter'].values())}")
+_print_summary = print_summary
 
 
 def run(argv: Optional[List[str]] = None) -> Dict[str, Any]:

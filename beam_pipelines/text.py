@@ -512,7 +512,12 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         build_pipeline(p, config)
     with FileSystems.open(FileSystems.join(config["output_dir"], "stats.json")) as f:
         stats = json.loads(f.read())
-    out = config["output_dir"]
+    print_summary(config["output_dir"], stats)
+    return stats
+
+
+def print_summary(out: str, stats: Dict[str, Any]) -> None:
+    """report.html, then where the outputs are and where the records went."""
     write_report(out)
     print(f"shards:      {FileSystems.join(out, 'data')}/")
     print(f"stats:       {FileSystems.join(out, 'stats.json')}")
@@ -520,7 +525,6 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     print(f"records in {stats['records_in']}, out {stats['records_out']}, "
           f"filtered {sum(stats['filtered'].values())}, duplicates "
           f"{sum(stats['duplicates'].values())}, dead letter {sum(stats['dead_letter'].values())}")
-    return stats
 
 
 if __name__ == "__main__":

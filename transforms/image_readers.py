@@ -25,7 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms import common
 from transforms.common import IN
-from transforms.readers import derive_id, glob_root
+from transforms.readers import _ExpandGlob, derive_id
 
 __all__ = ["read_image_file", "read_coco", "read_pair_table", "read_webdataset", "ReadImages",
            "ReadPairs", "LoadImages", "IMAGE_EXTENSIONS"]
@@ -225,16 +225,6 @@ def read_webdataset(path: str, rel: str, max_member_bytes: int) -> Iterator:
                          "text": caption or ""}
 
 
-class _ExpandFiles(beam.DoFn):
-    def process(self, pattern: str):
-        root = glob_root(pattern)
-        for match in FileSystems.match([pattern])[0].metadata_list:
-            path = match.path
-            rel = path[len(root):] if root and path.startswith(root) else posixpath.basename(path)
-            yield {"path": path, "size": match.size_in_bytes, "mtime": match.last_updated_in_seconds,
-                   "rel": rel}
-
-
 class _ReadItems(common.CountingDoFn):
     def __init__(self, kind: str, labels_from_dirs: bool = True, max_bytes: int = 64 << 20):
         super().__init__()
@@ -284,7 +274,7 @@ class ReadImages(beam.PTransform):
 
     def expand(self, pbegin):
         files = (pbegin | "Patterns" >> beam.Create(self._patterns)
-                 | "ExpandGlobs" >> beam.ParDo(_ExpandFiles()))
+                 | "ExpandGlobs" >> beam.ParDo(_ExpandGlob()))
         read = (files
                 | "SpreadFiles" >> beam.Reshuffle()
                 | "ReadItems" >> beam.ParDo(_ReadItems(self._kind, self._labels, self._max_bytes))

@@ -27,7 +27,7 @@ from apache_beam import pvalue
 
 from transforms import common, near_dedup as nd
 from transforms.common import DUPLICATES, FILTERED, INFO
-from transforms.dedup import KeepSmallestId
+from transforms.dedup import KeepSmallestId, _EmitSurvivors
 from transforms.images import ImageConfig, ImageReject, hamming, process_image
 from transforms.writers import encode_example, histogram_bucket, split_of
 
@@ -78,15 +78,6 @@ class ProcessImages(beam.PTransform):
     def expand(self, records):
         return records | "ValidateResize" >> beam.ParDo(_ProcessDoFn(self._config)).with_outputs(
             common.DEAD, common.COUNTS, main="records")
-
-
-class _EmitSurvivors(common.CountingDoFn):
-    def process(self, keyed):
-        _, (best, n) = keyed
-        if n > 1:
-            self.count(DUPLICATES, "exact", n - 1)
-        if best is not None:
-            yield best
 
 
 class ImageExactDedup(beam.PTransform):
