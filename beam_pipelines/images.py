@@ -229,7 +229,7 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         build_pipeline(p, config)
     with FileSystems.open(FileSystems.join(config["output_dir"], "stats.json")) as f:
         stats = json.loads(f.read())
-    _print_summary(config["output_dir"], stats)
+    _print_summary(config["output_dir"], stats, opts.report)
     return stats
 
 

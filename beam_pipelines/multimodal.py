@@ -139,7 +139,8 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         images.build_pipeline(p, config, caption_steps=steps)
     with FileSystems.open(FileSystems.join(config["output_dir"], "stats.json")) as f:
         stats = json.loads(f.read())
-    images._print_summary(config["output_dir"], stats)
+    images._print_summary(config["output_dir"], stats,
+                          options.view_as(images.ImagePipelineOptions).report)
     return stats
 
 

@@ -108,6 +108,8 @@ def add_output_args(parser) -> None:
          help="Target shard size when --num_shards is 0.")
     _add(parser, "--max_dead_letter_fraction", type=float, default=0.1,
          help="Fail the run when more than this share of input records is broken.")
+    _add(parser, "--report", type=_flag, nargs="?", const=True, default=True,
+         help="Write report.html beside stats.json at the end of the run (--report=false: skip).")
     _add(parser, "--dataset_version", default=None,
          help="Version label in manifest.json (default: derived from the content).")
 
@@ -512,13 +514,14 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         build_pipeline(p, config)
     with FileSystems.open(FileSystems.join(config["output_dir"], "stats.json")) as f:
         stats = json.loads(f.read())
-    print_summary(config["output_dir"], stats)
+    print_summary(config["output_dir"], stats, opts.report)
     return stats
 
 
-def print_summary(out: str, stats: Dict[str, Any]) -> None:
+def print_summary(out: str, stats: Dict[str, Any], report: bool = True) -> None:
     """report.html, then where the outputs are and where the records went."""
-    write_report(out)
+    if report:
+        write_report(out)
     print(f"shards:      {FileSystems.join(out, 'data')}/")
     print(f"stats:       {FileSystems.join(out, 'stats.json')}")
     print(f"dead letter: {FileSystems.join(out, 'dead_letter')}/")
