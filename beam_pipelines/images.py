@@ -33,7 +33,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines.runner import runner_for
 from beam_pipelines.text import (OptionError, _flag, add_output_args, clear_previous_output, code_version,
-                                 print_summary, sum_counts_and_write_samples)
+                                 print_summary, sum_counts_and_write_samples, write_dead_letter)
 from transforms import common
 from transforms.image_readers import LoadImages, ReadImages
 from transforms.image_steps import ImageExactDedup, ImageNearDedup, ProcessImages, ToImageExamples
@@ -198,13 +198,7 @@ def build_pipeline(p: beam.Pipeline, config: Dict[str, Any], caption_steps=None)
     counts.append(examples[common.COUNTS])
     shards = examples.examples | "WriteShards" >> WriteShards(out, WriterConfig(**config["writer"]))
     counts.append(shards[common.COUNTS])
-    dead_files = (
-        dead
-        | "MergeDeadLetters" >> beam.Flatten()
-        | "DeadToJson" >> beam.Map(lambda e: json.dumps(e, sort_keys=True, ensure_ascii=False))
-        | "WriteDeadLetter" >> beam.io.WriteToText(
-            FileSystems.join(out, "dead_letter", "dead_letter"), file_name_suffix=".jsonl",
-            num_shards=1))
+    dead_files = write_dead_letter(dead, out)
     total, samples_file = sum_counts_and_write_samples(counts, out)
     manifest_config = {k: v for k, v in config.items() if k != "encode_captions"}
     _ = p | "Finalize" >> Finalize(

@@ -388,6 +388,18 @@ def write_report(out: str) -> None:
         print(f"report:      not written ({type(e).__name__}: {e})")
 
 
+def write_dead_letter(dead: List, out: str):
+    """Every dead-letter entry, one JSON line each, to DIR/dead_letter/."""
+    return (
+        dead
+        | "MergeDeadLetters" >> beam.Flatten()
+        | "DeadToJson" >> beam.Map(lambda e: json.dumps(e, sort_keys=True, ensure_ascii=False))
+        | "WriteDeadLetter" >> beam.io.WriteToText(
+            FileSystems.join(out, "dead_letter", "dead_letter"), file_name_suffix=".jsonl",
+            num_shards=1)
+    )
+
+
 SAMPLES_PER_OUTCOME = 5
 
 
@@ -481,14 +493,7 @@ def build_pipeline(p: beam.Pipeline, config: Dict[str, Any]) -> None:
     shards = examples.examples | "WriteShards" >> WriteShards(out, WriterConfig(**config["writer"]))
     counts.append(shards[common.COUNTS])
 
-    dead_files = (
-        dead
-        | "MergeDeadLetters" >> beam.Flatten()
-        | "DeadToJson" >> beam.Map(lambda e: json.dumps(e, sort_keys=True, ensure_ascii=False))
-        | "WriteDeadLetter" >> beam.io.WriteToText(
-            FileSystems.join(out, "dead_letter", "dead_letter"), file_name_suffix=".jsonl",
-            num_shards=1)
-    )
+    dead_files = write_dead_letter(dead, out)
     total_counts, samples_file = sum_counts_and_write_samples(counts, out)
     _ = p | "Finalize" >> Finalize(
         out, total_counts, shards.shards, read["files"], dead_files, tokenizer,

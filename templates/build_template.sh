@@ -26,6 +26,6 @@ for pipeline in text images multimodal; do
     --image="$IMAGE" \
     --sdk-language=PYTHON \
     --metadata-file="templates/${pipeline}/metadata.json" \
-    --env="FLEX_TEMPLATE_PYTHON_PY_FILE=/template/templates/launch_${pipeline}.py"
+    --env="BEAMTRAIN_PIPELINE=${pipeline}"
 done
 echo "template: gs://${BUCKET}/templates/beamtrain-text.json"

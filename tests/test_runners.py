@@ -169,13 +169,14 @@ def test_every_pipeline_has_a_template():
         if has_options:
             assert mod.name in make_metadata.PIPELINES, mod.name
             assert os.path.exists(os.path.join(ROOT, "templates", mod.name, "metadata.json"))
-            assert os.path.exists(os.path.join(ROOT, "templates", f"launch_{mod.name}.py"))
+            launcher = open(os.path.join(ROOT, "templates", "launch.py")).read()
+            assert f'"{mod.name}"' in launcher, mod.name
 
 
 def test_dockerfile_and_schedule_are_consistent():
     docker = open(os.path.join(ROOT, "templates", "Dockerfile")).read()
     assert "apache/beam_python3.11_sdk:${BEAM_VERSION}" in docker and "ARG BEAM_VERSION=2.77.0" in docker
-    assert "FLEX_TEMPLATE_PYTHON_PY_FILE=/template/templates/launch_text.py" in docker
+    assert "FLEX_TEMPLATE_PYTHON_PY_FILE=/template/templates/launch.py" in docker
     body = json.load(open(os.path.join(ROOT, "templates", "schedule", "text_weekly.json")))
     params = body["launchParameter"]["parameters"]
     meta = json.load(open(os.path.join(ROOT, "templates", "text", "metadata.json")))

@@ -61,6 +61,8 @@ from typing import Optional, Sequence, Tuple
 
 import tensorflow as tf
 
+from trainer.input_pipeline import per_replica, read_records
+
 __all__ = ["ImageInputConfig", "make_image_dataset", "distributed_image_dataset",
            "decode_train_image", "decode_eval_image", "rotate", "normalize",
            "IMAGENET_MEAN", "IMAGENET_STD", "PAD_ID"]
@@ -254,27 +256,11 @@ def make_image_dataset(files: Sequence[str], config: ImageInputConfig,
     if not files:
         raise ValueError("make_image_dataset: no shard files given")
     training = config.training
-    n_pipelines = input_context.num_input_pipelines if input_context else 1
     pipeline_id = input_context.input_pipeline_id if input_context else 0
-    shard_records = n_pipelines > 1 and len(files) < n_pipelines
-
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    if n_pipelines > 1 and not shard_records:
-        ds = ds.shard(n_pipelines, pipeline_id)
-    if training:
-        ds = ds.shuffle(len(files), seed=config.seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(
-        lambda f: tf.data.TFRecordDataset(f, buffer_size=1 << 20),
-        cycle_length=config.cycle_length, block_length=8,
-        num_parallel_calls=AUTOTUNE, deterministic=config.deterministic)
-    if shard_records:
-        ds = ds.shard(n_pipelines, pipeline_id)
-    if config.cache:
-        ds = ds.cache()
-    if training:
-        ds = ds.shuffle(_shuffle_buffer(config, stats), seed=config.seed,
-                        reshuffle_each_iteration=True)
-        ds = ds.repeat()
+    ds = read_records(files, input_context, training=training, seed=config.seed,
+                      cycle_length=config.cycle_length, block_length=8,
+                      deterministic=config.deterministic, cache=config.cache,
+                      shuffle_buffer=_shuffle_buffer(config, stats) if training else 1)
 
     ds = ds.batch(config.parse_batch)
     ds = ds.map(lambda s: _parse(s, config), num_parallel_calls=AUTOTUNE,
@@ -330,17 +316,5 @@ def distributed_image_dataset(strategy: tf.distribute.Strategy, files: Sequence[
     Batches are sized globally: each replica gets ``global_batch_size /
     replicas`` images.
     """
-    replicas = strategy.num_replicas_in_sync
-    if global_batch_size % replicas:
-        raise ValueError(f"global batch size {global_batch_size} is not divisible by "
-                         f"{replicas} replicas")
-
-    def dataset_fn(ctx: tf.distribute.InputContext):
-        per_replica = ctx.get_per_replica_batch_size(global_batch_size)
-        cfg = dataclasses.replace(config, batch_size=per_replica)
-        return make_image_dataset(files, cfg, ctx, stats=stats)
-
-    options = tf.distribute.InputOptions(
-        experimental_replication_mode=tf.distribute.InputReplicationMode.PER_REPLICA,
-        experimental_fetch_to_device=False)
-    return strategy.distribute_datasets_from_function(dataset_fn, options)
+    return per_replica(strategy, global_batch_size, lambda ctx, batch: make_image_dataset(
+        files, dataclasses.replace(config, batch_size=batch), ctx, stats=stats))

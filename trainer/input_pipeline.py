@@ -256,13 +256,15 @@ def _with_options(ds: tf.data.Dataset, config: InputConfig) -> tf.data.Dataset:
     return ds.with_options(options)
 
 
-def make_dataset(files: Sequence[str], config: InputConfig,
-                 input_context: Optional[tf.distribute.InputContext] = None,
-                 training: bool = True, stats: Optional[dict] = None) -> tf.data.Dataset:
-    """The input pipeline for one replica (or for everything without a context).
+def read_records(files: Sequence[str], input_context: Optional[tf.distribute.InputContext],
+                 training: bool, seed: int, cycle_length: int, block_length: int,
+                 deterministic: bool, cache: bool, shuffle_buffer: int) -> tf.data.Dataset:
+    """Serialized records of one input pipeline's share of ``files``.
 
-    ``stats`` is the output's stats.json, whose token histogram sets the
-    bucket boundaries (geometric ones without it).
+    Shards by file when there are at least as many files as pipelines, by
+    record otherwise; shuffles the file order with a seed; interleaves
+    TFRecord readers; optional cache; shuffle and repeat when training.
+    Shared by the text and image input pipelines.
     """
     files = list(files)
     n_pipelines = input_context.num_input_pipelines if input_context else 1
@@ -273,18 +275,49 @@ def make_dataset(files: Sequence[str], config: InputConfig,
     if n_pipelines > 1 and not shard_records:
         ds = ds.shard(n_pipelines, pipeline_id)
     if training:
-        ds = ds.shuffle(len(files), seed=config.seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     ds = ds.interleave(
         lambda f: tf.data.TFRecordDataset(f, buffer_size=1 << 20),
-        cycle_length=config.cycle_length, block_length=16,
-        num_parallel_calls=AUTOTUNE, deterministic=config.deterministic)
+        cycle_length=cycle_length, block_length=block_length,
+        num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     if shard_records:
         ds = ds.shard(n_pipelines, pipeline_id)
-    if config.cache:
+    if cache:
         ds = ds.cache()
     if training:
-        ds = ds.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         ds = ds.repeat()
+    return ds
+
+
+def per_replica(strategy: tf.distribute.Strategy, global_batch_size: int, build):
+    """``build(ctx, per_replica_batch)`` once per replica; batches sized globally."""
+    replicas = strategy.num_replicas_in_sync
+    if global_batch_size % replicas:
+        raise ValueError(f"global batch size {global_batch_size} is not divisible by "
+                         f"{replicas} replicas")
+
+    def dataset_fn(ctx: tf.distribute.InputContext):
+        return build(ctx, ctx.get_per_replica_batch_size(global_batch_size))
+
+    options = tf.distribute.InputOptions(
+        experimental_replication_mode=tf.distribute.InputReplicationMode.PER_REPLICA,
+        experimental_fetch_to_device=False)
+    return strategy.distribute_datasets_from_function(dataset_fn, options)
+
+
+def make_dataset(files: Sequence[str], config: InputConfig,
+                 input_context: Optional[tf.distribute.InputContext] = None,
+                 training: bool = True, stats: Optional[dict] = None) -> tf.data.Dataset:
+    """The input pipeline for one replica (or for everything without a context).
+
+    ``stats`` is the output's stats.json, whose token histogram sets the
+    bucket boundaries (geometric ones without it).
+    """
+    ds = read_records(files, input_context, training=training, seed=config.seed,
+                      cycle_length=config.cycle_length, block_length=16,
+                      deterministic=config.deterministic, cache=config.cache,
+                      shuffle_buffer=config.shuffle_buffer)
 
     piece = config.seq_len + 1
     ds = ds.batch(config.parse_batch)
@@ -355,17 +388,5 @@ def distributed_dataset(strategy: tf.distribute.Strategy, files: Sequence[str],
     Batches are sized globally: each replica gets ``global_batch_size /
     replicas`` rows.
     """
-    replicas = strategy.num_replicas_in_sync
-    if global_batch_size % replicas:
-        raise ValueError(f"global batch size {global_batch_size} is not divisible by "
-                         f"{replicas} replicas")
-
-    def dataset_fn(ctx: tf.distribute.InputContext):
-        per_replica = ctx.get_per_replica_batch_size(global_batch_size)
-        cfg = dataclasses.replace(config, batch_size=per_replica)
-        return make_dataset(files, cfg, ctx, training=training, stats=stats)
-
-    options = tf.distribute.InputOptions(
-        experimental_replication_mode=tf.distribute.InputReplicationMode.PER_REPLICA,
-        experimental_fetch_to_device=False)
-    return strategy.distribute_datasets_from_function(dataset_fn, options)
+    return per_replica(strategy, global_batch_size, lambda ctx, batch: make_dataset(
+        files, dataclasses.replace(config, batch_size=batch), ctx, training=training, stats=stats))

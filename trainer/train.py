@@ -29,7 +29,6 @@ import logging
 import math
 import os
 import signal
-import sys
 import time
 from typing import Dict, List, Optional
 
@@ -135,11 +134,6 @@ def _vocab_size(data_dir: str) -> int:
 def _callbacks(args, total_steps: int, checkpoint_dir: str, throughput: dict):
     import keras
 
-    class StopAtStep(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            if int(self.model.optimizer.iterations.numpy()) >= total_steps:
-                self.model.stop_training = True
-
     class Throughput(keras.callbacks.Callback):
         """tokens/s and step time into the logs (progress bar, TensorBoard)."""
 
@@ -158,14 +152,35 @@ def _callbacks(args, total_steps: int, checkpoint_dir: str, throughput: dict):
             self._tokens = tokens
             logs["tokens_per_s"] = step_tokens / max(elapsed, 1e-9)
             logs["step_ms"] = elapsed * 1000.0
-            throughput["steps"] += 1
-            if throughput["steps"] > 2:  # the first steps trace and compile
-                throughput["tokens"] += step_tokens
-                throughput["seconds"] += elapsed
-            throughput["last_loss"] = float(logs.get("loss", float("nan")))
-            throughput.setdefault("first_loss", throughput["last_loss"])
+            record_step(throughput, logs, elapsed, tokens=step_tokens)
+
+    return training_callbacks(args, total_steps, checkpoint_dir, Throughput())
+
+
+def record_step(throughput: dict, logs: dict, elapsed: float, **amounts) -> None:
+    """Add one step to the run's throughput totals (the first steps trace and compile)."""
+    throughput["steps"] += 1
+    if throughput["steps"] > 2:
+        for name, value in amounts.items():
+            throughput[name] += value
+        throughput["seconds"] += elapsed
+    throughput["last_loss"] = float(logs.get("loss", float("nan")))
+    throughput.setdefault("first_loss", throughput["last_loss"])
+
+
+def training_callbacks(args, total_steps: int, checkpoint_dir: str, throughput_callback):
+    """What every beamtrain trainer runs with: stop at the step count, throughput
+    logging, TensorBoard, checkpoints every interval, and the kill test hook."""
+    import keras
+
+    class StopAtStep(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.optimizer.iterations.numpy()) >= total_steps:
+                self.model.stop_training = True
 
     class Checkpoint(keras.callbacks.Callback):
+        """Weights (with the optimizer state) and the step reached, each written atomically."""
+
         def on_epoch_end(self, epoch, logs=None):
             tf.io.gfile.makedirs(checkpoint_dir)
             tmp = os.path.join(checkpoint_dir, "tmp-" + WEIGHTS)
@@ -186,7 +201,7 @@ def _callbacks(args, total_steps: int, checkpoint_dir: str, throughput: dict):
             if int(self.model.optimizer.iterations.numpy()) >= self._step:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    callbacks = [StopAtStep(), Throughput(),
+    callbacks = [StopAtStep(), throughput_callback,
                  keras.callbacks.TensorBoard(os.path.join(args.model_dir, "logs"),
                                              update_freq=max(1, min(50, args.checkpoint_every))),
                  Checkpoint()]

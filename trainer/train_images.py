@@ -36,7 +36,6 @@ import json
 import logging
 import math
 import os
-import signal
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -44,8 +43,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from trainer.train import (CHECKPOINT_DIR, KILL_AT_STEP_ENV, STATE, WEIGHTS,  # noqa: E402
-                           _choose_precision, make_strategy)
+from trainer.train import (CHECKPOINT_DIR, STATE, WEIGHTS, _choose_precision,  # noqa: E402
+                           make_strategy, record_step, training_callbacks)
 
 __all__ = ["parse_args", "CNNConfig", "build_cnn", "read_labels", "num_classes", "train", "main"]
 
@@ -208,13 +207,6 @@ def build_cnn(config: CNNConfig):
 def _callbacks(args, checkpoint_dir: str, throughput: dict):
     import keras
 
-    total_steps = args.steps
-
-    class StopAtStep(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            if int(self.model.optimizer.iterations.numpy()) >= total_steps:
-                self.model.stop_training = True
-
     class Throughput(keras.callbacks.Callback):
         """images/s and step time into the logs (progress bar, TensorBoard)."""
 
@@ -227,43 +219,9 @@ def _callbacks(args, checkpoint_dir: str, throughput: dict):
             elapsed = time.perf_counter() - self._start
             logs["images_per_s"] = args.batch_size / max(elapsed, 1e-9)
             logs["step_ms"] = elapsed * 1000.0
-            throughput["steps"] += 1
-            if throughput["steps"] > 2:  # the first steps trace and compile
-                throughput["images"] += args.batch_size
-                throughput["seconds"] += elapsed
-            throughput["last_loss"] = float(logs.get("loss", float("nan")))
-            throughput.setdefault("first_loss", throughput["last_loss"])
+            record_step(throughput, logs, elapsed, images=args.batch_size)
 
-    class Checkpoint(keras.callbacks.Callback):
-        """Weights (with the optimizer state) and the step reached, each written atomically."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            tf.io.gfile.makedirs(checkpoint_dir)
-            tmp = os.path.join(checkpoint_dir, "tmp-" + WEIGHTS)
-            self.model.save_weights(tmp, overwrite=True)
-            tf.io.gfile.rename(tmp, os.path.join(checkpoint_dir, WEIGHTS), overwrite=True)
-            state = {"epoch": epoch + 1, "step": int(self.model.optimizer.iterations.numpy())}
-            with tf.io.gfile.GFile(os.path.join(checkpoint_dir, STATE + ".tmp"), "w") as f:
-                f.write(json.dumps(state))
-            tf.io.gfile.rename(os.path.join(checkpoint_dir, STATE + ".tmp"),
-                               os.path.join(checkpoint_dir, STATE), overwrite=True)
-
-    class KillAt(keras.callbacks.Callback):
-        def __init__(self, step: int):
-            super().__init__()
-            self._step = step
-
-        def on_train_batch_end(self, batch, logs=None):
-            if int(self.model.optimizer.iterations.numpy()) >= self._step:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-    callbacks = [StopAtStep(), Throughput(),
-                 keras.callbacks.TensorBoard(os.path.join(args.model_dir, "logs"),
-                                             update_freq=max(1, min(50, args.checkpoint_every))),
-                 Checkpoint()]
-    if os.environ.get(KILL_AT_STEP_ENV):
-        callbacks.append(KillAt(int(os.environ[KILL_AT_STEP_ENV])))
-    return callbacks
+    return training_callbacks(args, args.steps, checkpoint_dir, Throughput())
 
 
 def _input_config(args, epoch: int):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import FrozenSet, Iterable, Optional, Tuple
+from typing import FrozenSet, Optional, Tuple
 
 __all__ = ["LicenseConfig", "LicenseFilter", "normalize_license", "BlocklistConfig", "Blocklist",
            "DEFAULT_LICENSES", "DEFAULT_BLOCKLIST", "load_word_list"]

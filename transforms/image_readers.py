@@ -13,7 +13,6 @@ are skipped, counted as ``unsafe_tar_member``, and never extracted.
 
 from __future__ import annotations
 
-import io
 import json
 import posixpath
 import tarfile

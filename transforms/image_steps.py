@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import apache_beam as beam
 from apache_beam import pvalue
 
 from transforms import common, near_dedup as nd
-from transforms.common import DUPLICATES, FILTERED, INFO
+from transforms.common import FILTERED, INFO
 from transforms.dedup import KeepSmallestId, _EmitSurvivors
 from transforms.images import ImageConfig, ImageReject, hamming, process_image
 from transforms.writers import encode_example, histogram_bucket, split_of

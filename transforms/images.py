@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import warnings
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 

@@ -28,7 +28,7 @@ import dataclasses
 import hashlib
 import re
 import struct
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 

@@ -45,7 +45,7 @@ import hmac
 import ipaddress
 import re
 import string
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 __all__ = ["Span", "KINDS", "PiiConfig", "PiiScrubber", "find_pii", "scrub", "luhn_valid",
            "iban_valid", "ssn_valid"]

@@ -23,11 +23,10 @@ import dataclasses
 import gzip
 import logging
 import time
-import io
 import posixpath
 import re
 import zlib
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import apache_beam as beam
 import orjson
@@ -35,7 +34,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from transforms import common
-from transforms.common import DEAD_LETTER, FILTERED, IN, INFO
+from transforms.common import FILTERED, IN, INFO
 
 __all__ = [
     "ReaderConfig",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from typing import Iterable, List, Optional, Tuple
+from typing import Iterable, List, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems

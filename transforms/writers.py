@@ -19,7 +19,7 @@ import json
 import math
 import struct
 import time
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np

@@ -1,0 +1,24 @@
+"""Flex Template entry point of every beamtrain pipeline (FLEX_TEMPLATE_PYTHON_PY_FILE).
+
+Which pipeline runs comes from ``BEAMTRAIN_PIPELINE`` (text, images or
+multimodal), set per template by ``gcloud dataflow flex-template build
+--env BEAMTRAIN_PIPELINE=...``. The launcher calls this file with the
+template's parameters as command-line options (``--input=gs://...
+--output_dir=gs://... --runner=DataflowRunner ...``); every parameter is
+validated before the pipeline is built, and a bad one stops the launch with a
+one-line error naming it.
+"""
+
+import importlib
+import logging
+import os
+import sys
+
+PIPELINES = ("text", "images", "multimodal")
+
+if __name__ == "__main__":
+    logging.getLogger().setLevel(logging.INFO)
+    name = os.environ.get("BEAMTRAIN_PIPELINE", "text")
+    if name not in PIPELINES:
+        sys.exit(f"error: BEAMTRAIN_PIPELINE={name!r}: choose one of {', '.join(PIPELINES)}")
+    importlib.import_module(f"beam_pipelines.{name}").run()
