@@ -46,6 +46,7 @@ __all__ = [
     "TIME_CALLS",
     "is_sample",
     "scrubbed_excerpt",
+    "record_key",
 ]
 
 NAMESPACE = "beamtrain"
@@ -99,6 +100,18 @@ def stable_hash64(value: str) -> int:
     return int.from_bytes(
         hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big"
     )
+
+
+def record_key(path: str, position: Any, member: str = "") -> str:
+    """The identity of one input record, unique per record (DESIGN.md).
+
+    Input ids need not be unique (ids numbered per file, two globs holding the
+    same relative name), so every keyed step (dedup survivors, near-duplicate
+    graphs) keys by this instead: a 128-bit hash of the input file's full
+    path, the record's position in it and, inside containers, the member name.
+    """
+    value = f"{path}\x00{position}\x00{member}"
+    return hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def text_fingerprint(text: str) -> bytes:

@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import struct
 import time
 from typing import Any, Dict, List, Sequence, Tuple
@@ -162,6 +163,21 @@ def tfrecord_frame(data: bytes) -> bytes:
 
 # --------------------------------------------------------------------------
 # Split, shard, histogram
+
+
+DUP_SUFFIX = "#dup"
+_DUP_RE = re.compile(r"#dup[1-9][0-9]*$")
+
+
+def placement_id(record_id: str) -> str:
+    """The id a record's split and shard are computed from.
+
+    Records that share an input id are written with unique output ids: the
+    first (in byte order of the encoded Example) keeps the id, the others get
+    ``#dup1``, ``#dup2``, ... appended (:func:`dedupe_ids`). They were placed
+    by the shared id, so placement strips that suffix again.
+    """
+    return _DUP_RE.sub("", record_id)
 
 
 def split_of(record_id: str, validation_fraction: float) -> str:
