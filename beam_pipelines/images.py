@@ -22,18 +22,16 @@ Dataflow::
 
 from __future__ import annotations
 
-import json
-import logging
-import sys
 from typing import Any, Dict, List, Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines.runner import runner_for
-from beam_pipelines.text import (OptionError, _flag, add_output_args, clear_previous_output, code_version,
-                                 print_summary, sum_counts_and_write_samples, write_dead_letter)
+from beam_pipelines.safety import OptionError
+from beam_pipelines.text import (_flag, add_output_args, code_version, execute, main, prepare,
+                                 run_settings, sum_counts_and_write_samples, validate_io,
+                                 write_dead_letter, write_report)
 from transforms import common
 from transforms.image_readers import LoadImages, ReadImages
 from transforms.image_steps import ImageExactDedup, ImageNearDedup, ProcessImages, ToImageExamples
@@ -89,11 +87,7 @@ def image_config(opts) -> ImageConfig:
 
 
 def validate(opts, kind: str = "images") -> Dict[str, Any]:
-    if not opts.input:
-        raise OptionError("--input: at least one input glob is required")
-    if not opts.output_dir:
-        raise OptionError("--output_dir: required")
-    inputs = [g.strip() for value in opts.input for g in value.split(",") if g.strip()]
+    inputs = validate_io(opts)
     near = opts.near_dup_hamming
     if near is None:
         near = 6 if kind == "images" else -1
@@ -135,9 +129,11 @@ def validate(opts, kind: str = "images") -> Dict[str, Any]:
         "dedup": not opts.no_dedup,
         "near_dup_hamming": near,
         "writer": {"validation_fraction": opts.validation_fraction, "num_shards": opts.num_shards,
-                   "target_shard_bytes": opts.target_shard_mb << 20},
+                   "target_shard_bytes": opts.target_shard_mb << 20,
+                   "duplicate_ids": opts.duplicate_ids},
         "max_dead_letter_fraction": opts.max_dead_letter_fraction,
         "dataset_version": opts.dataset_version,
+        **run_settings(opts),
     }
 
 
@@ -198,35 +194,27 @@ def build_pipeline(p: beam.Pipeline, config: Dict[str, Any], caption_steps=None)
     counts.append(examples[common.COUNTS])
     shards = examples.examples | "WriteShards" >> WriteShards(out, WriterConfig(**config["writer"]))
     counts.append(shards[common.COUNTS])
-    dead_files = write_dead_letter(dead, out)
+    dead.append(shards[common.DEAD])
+    dead_files = write_dead_letter(dead, out, config.get("dead_letter_raw", False))
     total, samples_file = sum_counts_and_write_samples(counts, out)
     manifest_config = {k: v for k, v in config.items() if k != "encode_captions"}
     _ = p | "Finalize" >> Finalize(
         out, total, shards.shards, read["files"], dead_files, tokenizer, config=manifest_config,
         code_version=code_version(), max_dead_letter_fraction=config["max_dead_letter_fraction"],
-        dataset_version=config.get("dataset_version"), extras=extras + [samples_file])
+        dataset_version=config.get("dataset_version"), extras=extras + [samples_file],
+        on_success=write_report if config.get("report", True) else None)
 
 
-_print_summary = print_summary
+def _validate_images(options: PipelineOptions) -> Dict[str, Any]:
+    return validate(options.view_as(ImagePipelineOptions), "images")
 
 
-def run(argv: Optional[List[str]] = None) -> Dict[str, Any]:
-    options = PipelineOptions(argv)
-    opts = options.view_as(ImagePipelineOptions)
-    try:
-        config = validate(opts, "images")
-    except OptionError as e:
-        sys.stderr.write(f"error: {e}\n")
-        raise SystemExit(2)
-    clear_previous_output(config["output_dir"])
-    with beam.Pipeline(runner=runner_for(options), options=options) as p:
-        build_pipeline(p, config)
-    with FileSystems.open(FileSystems.join(config["output_dir"], "stats.json")) as f:
-        stats = json.loads(f.read())
-    _print_summary(config["output_dir"], stats, opts.report)
-    return stats
+def run(argv: Optional[List[str]] = None) -> Optional[Dict[str, Any]]:
+    """Parse options, run the pipeline, return stats.json's content (None when only submitted)."""
+    options, config = prepare(argv, [ImagePipelineOptions], _validate_images)
+    wait = options.view_as(ImagePipelineOptions).wait_until_finish
+    return execute(options, config, build_pipeline, wait)
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
-    run()
+    main(run)

@@ -28,19 +28,15 @@ Dataflow::
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-import sys
 from typing import Any, Dict, List, Optional
 
-import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines import images
-from beam_pipelines.runner import runner_for
-from beam_pipelines.text import OptionError, clear_previous_output
+from beam_pipelines.safety import OptionError
+from beam_pipelines.text import execute, main, prepare
 from transforms import common
 from transforms.clean import Clean, CleanConfig
 from transforms.content import DEFAULT_BLOCKLIST, BlocklistConfig, load_word_list
@@ -48,15 +44,20 @@ from transforms.filters import FilterConfig
 from transforms.pii import KINDS as PII_KINDS
 from transforms.pii import PiiConfig, ScrubPii
 from transforms.quality import QualityFilter
-from transforms.tokenize import Encode, LoadTokenizer, TokenizerConfig, TrainTokenizer
+from transforms.tokenize import MIN_VOCAB_SIZE, Encode, LoadTokenizer, TokenizerConfig, TrainTokenizer
 
 __all__ = ["MultimodalPipelineOptions", "run"]
 
 
-class MultimodalPipelineOptions(images.ImagePipelineOptions):
+class MultimodalPipelineOptions(PipelineOptions):
+    """Caption options; the image options come from ImagePipelineOptions (a view of the same argv).
+
+    A direct PipelineOptions subclass, so Beam sees these flags instead of
+    discarding them as unparseable.
+    """
+
     @classmethod
     def _add_argparse_args(cls, parser):
-        # image options come from ImagePipelineOptions (its own view of the same argv)
         parser.add_argument("--caption_min_chars", type=int, default=3)
         parser.add_argument("--caption_max_chars", type=int, default=2000)
         parser.add_argument("--caption_blocklist_file", default=None)
@@ -76,8 +77,10 @@ def _validate(options) -> Dict[str, Any]:
         raise OptionError("--caption_min_chars / --caption_max_chars: need 0 <= min <= max")
     if not 0.0 <= mm.caption_blocklist_threshold < 1.0:
         raise OptionError("--caption_blocklist_threshold: must be in [0, 1)")
-    if mm.caption_vocab_size < 8:
-        raise OptionError("--caption_vocab_size: must be at least 8")
+    if not mm.caption_tokenizer_model and mm.caption_vocab_size < MIN_VOCAB_SIZE:
+        raise OptionError(f"--caption_vocab_size: must be at least {MIN_VOCAB_SIZE} (SentencePiece "
+                          f"reserves 4 special ids and 256 byte-fallback pieces), got "
+                          f"{mm.caption_vocab_size}")
     for name in ("caption_blocklist_file", "caption_tokenizer_model"):
         path = getattr(mm, name)
         if path and not FileSystems.exists(path):
@@ -125,25 +128,18 @@ def _caption_steps(config: Dict[str, Any]):
     return steps, encode
 
 
-def run(argv: Optional[List[str]] = None) -> Dict[str, Any]:
-    options = PipelineOptions(argv)
-    try:
-        config = _validate(options)
-    except OptionError as e:
-        sys.stderr.write(f"error: {e}\n")
-        raise SystemExit(2)
-    clear_previous_output(config["output_dir"])
+def _build(p, config: Dict[str, Any]) -> None:
     steps, encode = _caption_steps(config)
-    config["encode_captions"] = encode
-    with beam.Pipeline(runner=runner_for(options), options=options) as p:
-        images.build_pipeline(p, config, caption_steps=steps)
-    with FileSystems.open(FileSystems.join(config["output_dir"], "stats.json")) as f:
-        stats = json.loads(f.read())
-    images._print_summary(config["output_dir"], stats,
-                          options.view_as(images.ImagePipelineOptions).report)
-    return stats
+    images.build_pipeline(p, dict(config, encode_captions=encode), caption_steps=steps)
+
+
+def run(argv: Optional[List[str]] = None) -> Optional[Dict[str, Any]]:
+    """Parse options, run the pipeline, return stats.json's content (None when only submitted)."""
+    options, config = prepare(argv, [images.ImagePipelineOptions, MultimodalPipelineOptions],
+                              _validate)
+    wait = options.view_as(images.ImagePipelineOptions).wait_until_finish
+    return execute(options, config, _build, wait)
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
-    run()
+    main(run)

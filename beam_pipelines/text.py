@@ -21,7 +21,6 @@ Dataflow::
 
 from __future__ import annotations
 
-import datetime
 import json
 import logging
 import os
@@ -31,9 +30,11 @@ from typing import Any, Dict, List, Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
+from beam_pipelines import safety
 from beam_pipelines.runner import runner_for
+from beam_pipelines.safety import OptionError
 from transforms import common
 from transforms.clean import Clean, CleanConfig
 from transforms.dedup import ExactDedup
@@ -47,17 +48,13 @@ from transforms.near_dedup import NearDedup, NearDedupConfig
 from transforms.quality import QualityFilter
 from transforms.readers import ReadCorpus, ReaderConfig
 from transforms.stats import Finalize
-from transforms.tokenize import Encode, LoadTokenizer, TokenizerConfig, TrainTokenizer
+from transforms.tokenize import MIN_VOCAB_SIZE, Encode, LoadTokenizer, TokenizerConfig, TrainTokenizer
 from transforms.writers import EncodeExamples, WriteShards, WriterConfig
 
 __all__ = ["add_output_args", "TextPipelineOptions", "STEPS", "build_pipeline", "run", "parse_steps"]
 
 STEPS = ("clean", "filter", "dedup", "pii", "tokenize")
 AVAILABLE_STEPS = STEPS
-
-
-class OptionError(ValueError):
-    """A bad pipeline parameter; the message names it."""
 
 
 def parse_steps(value: Optional[str]) -> List[str]:
@@ -112,6 +109,17 @@ def add_output_args(parser) -> None:
          help="Write report.html beside stats.json at the end of the run (--report=false: skip).")
     _add(parser, "--dataset_version", default=None,
          help="Version label in manifest.json (default: derived from the content).")
+    _add(parser, "--dead_letter_raw", type=_flag, nargs="?", const=True, default=False,
+         help="Keep raw bytes in the dead letter's raw_excerpt and detail (default: PII "
+         "scrubbed like samples; ids are never scrubbed).")
+    _add(parser, "--duplicate_ids", default="keep", choices=["keep", "dead_letter"],
+         help="Records sharing an input id: keep all (the 2nd, 3rd, ... written as ID#dup1, "
+         "ID#dup2, ...) or send the extra ones to the dead letter.")
+    _add(parser, "--allow_empty", type=_flag, nargs="?", const=True, default=False,
+         help="Complete a run that writes no record (default: such a run fails, exit 1).")
+    _add(parser, "--wait_until_finish", type=_flag, nargs="?", const=True, default=True,
+         help="Wait for the job and print its summary (--wait_until_finish=false: submit and "
+         "exit; Flex Template launches never wait).")
 
 
 def _add(parser, flag, **kwargs) -> None:
@@ -214,34 +222,37 @@ def _load_json_arg(name: str, value: Optional[str]) -> Dict[str, Any]:
     return obj
 
 
-def validate(opts: TextPipelineOptions) -> Dict[str, Any]:
-    """Check every parameter; returns the resolved configuration (for manifest.json)."""
+def validate_io(opts, options: Optional[PipelineOptions] = None) -> List[str]:
+    """The checks every pipeline makes on --input and --output_dir; returns the input globs.
+
+    Expands ``{date}``/``{datetime}`` in --output_dir, checks every path has a
+    filesystem (cloud paths on Dataflow), that every glob matches a file and
+    that inputs and output do not overlap.
+    """
     if not opts.input:
         raise OptionError("--input: at least one input glob is required")
     if not opts.output_dir:
         raise OptionError("--output_dir: required")
-    if "{date}" in opts.output_dir or "{datetime}" in opts.output_dir:
-        # scheduled runs: one output directory per launch
-        now = datetime.datetime.now(datetime.timezone.utc)
-        opts.output_dir = opts.output_dir.replace("{date}", now.strftime("%Y-%m-%d")).replace(
-            "{datetime}", now.strftime("%Y%m%d-%H%M%S"))
-    inputs = [g.strip() for value in opts.input for g in value.split(",") if g.strip()]
-    for name, paths in (("input", inputs), ("output_dir", [opts.output_dir])):
-        for path in paths:
-            try:
-                FileSystems.get_filesystem(path)
-            except ValueError as e:
-                raise OptionError(f"--{name}: {path!r}: {e}") from e
-    runner = str(opts.view_as(StandardOptions).runner or "")
-    if "Dataflow" in runner:
-        for name, paths in (("input", inputs), ("output_dir", [opts.output_dir])):
-            local = [p for p in paths if "://" not in p]
-            if local:
-                raise OptionError(f"--{name}: {local[0]!r} is a local path; Dataflow workers "
-                                  "read and write cloud storage (gs://...)")
+    opts.output_dir = safety.resolve_output_dir(opts.output_dir)
+    inputs = safety.split_inputs(opts.input)
+    safety.check_paths(inputs, opts.output_dir, options or opts)
+    safety.check_inputs(inputs, opts.output_dir)
+    return inputs
+
+
+def run_settings(opts) -> Dict[str, Any]:
+    """The parts of the configuration every pipeline shares (they land in manifest.json)."""
+    return {"dead_letter_raw": bool(opts.dead_letter_raw), "allow_empty": bool(opts.allow_empty),
+            "report": bool(opts.report)}
+
+
+def validate(opts: TextPipelineOptions) -> Dict[str, Any]:
+    """Check every parameter; returns the resolved configuration (for manifest.json)."""
+    inputs = validate_io(opts)
     steps = parse_steps(opts.steps)
-    if opts.vocab_size < 8:
-        raise OptionError(f"--vocab_size: must be at least 8, got {opts.vocab_size}")
+    if "tokenize" in steps and not opts.tokenizer_model and opts.vocab_size < MIN_VOCAB_SIZE:
+        raise OptionError(f"--vocab_size: must be at least {MIN_VOCAB_SIZE} (SentencePiece reserves "
+                          f"4 special ids and 256 byte-fallback pieces), got {opts.vocab_size}")
     if opts.max_doc_bytes <= 0:
         raise OptionError(f"--max_doc_bytes: must be positive, got {opts.max_doc_bytes}")
     if opts.read_chunk_mb <= 0:
@@ -328,8 +339,10 @@ def validate(opts: TextPipelineOptions) -> Dict[str, Any]:
             "verify": opts.near_dup_verify, "verify_threshold": near.accept_threshold(),
             "max_rounds": opts.near_dup_max_rounds, "write_clusters": opts.near_dup_clusters},
         "writer": {"validation_fraction": opts.validation_fraction, "num_shards": opts.num_shards,
-                   "target_shard_bytes": opts.target_shard_mb << 20},
+                   "target_shard_bytes": opts.target_shard_mb << 20,
+                   "duplicate_ids": opts.duplicate_ids},
         "max_dead_letter_fraction": opts.max_dead_letter_fraction,
+        **run_settings(opts),
     }
 
 
@@ -350,25 +363,6 @@ def code_version() -> Dict[str, Any]:
     return {"beamtrain": version, "git_commit": commit, "apache_beam": beam.__version__}
 
 
-def clear_previous_output(output_dir: str) -> None:
-    """Remove what an earlier run left, so a stale COMPLETED or shard never survives."""
-    patterns = ["COMPLETED", "stats.json", "manifest.json", "data/*.tfrecord", "dead_letter/beam-temp-*",
-                "dead_letter/*.jsonl", "tokenizer/spm.model", "tokenizer/spm.vocab",
-                "near_dup_clusters/*.jsonl", "near_dup_clusters/beam-temp-*", "labels.txt",
-                "samples.jsonl", "beam-temp-samples-*", "report.html", "dataset_info.json",
-                "features.json", "*.labels.txt"]
-    stale = []
-    for pattern in patterns:
-        try:
-            matches = FileSystems.match([FileSystems.join(output_dir, pattern)])[0].metadata_list
-        except Exception:
-            continue
-        stale.extend(m.path for m in matches)
-    if stale:
-        logging.info("removing %d files of a previous run in %s", len(stale), output_dir)
-        FileSystems.delete(stale)
-
-
 def near_dedup_config(nd: Dict[str, Any]) -> NearDedupConfig:
     return NearDedupConfig(
         minhash=MinHashConfig(num_perm=nd["num_perm"], seed=nd["seed"], ngram=nd["ngram"],
@@ -378,22 +372,34 @@ def near_dedup_config(nd: Dict[str, Any]) -> NearDedupConfig:
 
 
 def write_report(out: str) -> None:
-    """report.html beside stats.json; a failure to draw it is reported, never fatal to the run."""
+    """report.html beside stats.json, drawn by the pipeline before COMPLETED.
+
+    A failure to draw it is logged, never fatal to the run: the data is written.
+    """
     try:
         from beam_pipelines.report import build_report
 
-        print(f"report:      {build_report(out)}")
+        build_report(out)
     except Exception as e:  # noqa: BLE001 - the data is written; say why the report is not
         logging.getLogger(__name__).warning("report.html not written: %s: %s", type(e).__name__, e)
-        print(f"report:      not written ({type(e).__name__}: {e})")
 
 
-def write_dead_letter(dead: List, out: str):
-    """Every dead-letter entry, one JSON line each, to DIR/dead_letter/."""
+def _dead_letter_line(entry: Dict[str, Any], raw: bool) -> str:
+    if not raw:
+        entry = common.scrub_dead_letter_entry(entry)
+    return json.dumps(entry, sort_keys=True, ensure_ascii=False)
+
+
+def write_dead_letter(dead: List, out: str, raw: bool = False):
+    """Every dead-letter entry, one JSON line each, to DIR/dead_letter/.
+
+    Excerpts and details are PII scrubbed unless ``raw`` (--dead_letter_raw);
+    ids and source paths are written as they are.
+    """
     return (
         dead
         | "MergeDeadLetters" >> beam.Flatten()
-        | "DeadToJson" >> beam.Map(lambda e: json.dumps(e, sort_keys=True, ensure_ascii=False))
+        | "DeadToJson" >> beam.Map(_dead_letter_line, raw)
         | "WriteDeadLetter" >> beam.io.WriteToText(
             FileSystems.join(out, "dead_letter", "dead_letter"), file_name_suffix=".jsonl",
             num_shards=1)
@@ -451,6 +457,7 @@ def build_pipeline(p: beam.Pipeline, config: Dict[str, Any]) -> None:
             blocklist)
         records = kept.records
         counts.append(kept[common.COUNTS])
+    cluster_files = []
     if "dedup" in steps:
         deduped = records | "ExactDedup" >> ExactDedup()
         records = deduped.records
@@ -461,11 +468,12 @@ def build_pipeline(p: beam.Pipeline, config: Dict[str, Any]) -> None:
             records = near["records"]
             counts.append(near["counts"])
             if nd["write_clusters"]:
-                _ = (near["clusters"]
-                     | "ClustersToJson" >> beam.Map(lambda row: json.dumps(row, sort_keys=True))
-                     | "WriteClusters" >> beam.io.WriteToText(
-                         FileSystems.join(out, "near_dup_clusters", "clusters"),
-                         file_name_suffix=".jsonl"))
+                cluster_files.append(
+                    near["clusters"]
+                    | "ClustersToJson" >> beam.Map(lambda row: json.dumps(row, sort_keys=True))
+                    | "WriteClusters" >> beam.io.WriteToText(
+                        FileSystems.join(out, "near_dup_clusters", "clusters"),
+                        file_name_suffix=".jsonl"))
     if "pii" in steps:
         pc = config["pii"]
         salt = os.environ.get(pc["salt_env"], "") if pc["mode"] == "pseudonym" else ""
@@ -493,40 +501,97 @@ def build_pipeline(p: beam.Pipeline, config: Dict[str, Any]) -> None:
     shards = examples.examples | "WriteShards" >> WriteShards(out, WriterConfig(**config["writer"]))
     counts.append(shards[common.COUNTS])
 
-    dead_files = write_dead_letter(dead, out)
+    dead = dead + [shards[common.DEAD]]
+    dead_files = write_dead_letter(dead, out, config.get("dead_letter_raw", False))
     total_counts, samples_file = sum_counts_and_write_samples(counts, out)
     _ = p | "Finalize" >> Finalize(
         out, total_counts, shards.shards, read["files"], dead_files, tokenizer,
         config=config, code_version=code_version(),
         max_dead_letter_fraction=config["max_dead_letter_fraction"],
-        dataset_version=config.get("dataset_version"), extras=[samples_file])
+        dataset_version=config.get("dataset_version"), extras=[samples_file] + cluster_files,
+        on_success=write_report if config.get("report", True) else None)
 
 
-def run(argv: Optional[List[str]] = None) -> Dict[str, Any]:
-    """Parse options, run the pipeline to completion, return stats.json's content."""
+class RunFailed(RuntimeError):
+    """The pipeline ran and failed; the message is its one-line cause."""
+
+
+def prepare(argv: Optional[List[str]], own_options: List[type], validate_fn):
+    """Flags, parameters and the output folder, checked before anything runs.
+
+    Returns (PipelineOptions, config); a bad parameter exits 2 with one line.
+    """
     options = PipelineOptions(argv)
-    opts = options.view_as(TextPipelineOptions)
     try:
-        config = validate(opts)
+        safety.check_flags(argv, own_options)
+        config = validate_fn(options)
+        safety.prepare_output_dir(config["output_dir"])
     except OptionError as e:
         sys.stderr.write(f"error: {e}\n")
         raise SystemExit(2)
-    config["dataset_version"] = opts.dataset_version
     options.view_as(SetupOptions).save_main_session = False
-    clear_previous_output(config["output_dir"])
-    runner = runner_for(options)
-    with beam.Pipeline(runner=runner, options=options) as p:
-        build_pipeline(p, config)
-    with FileSystems.open(FileSystems.join(config["output_dir"], "stats.json")) as f:
+    return options, config
+
+
+def execute(options: PipelineOptions, config: Dict[str, Any], build, wait: bool = True
+            ) -> Optional[Dict[str, Any]]:
+    """Build and run the pipeline; returns stats.json's content, or None when not waiting.
+
+    Everything the run reports (stats.json, manifest.json, report.html,
+    COMPLETED) is written by the pipeline itself, so a submitted job (a Flex
+    Template launch, ``--wait_until_finish=false``) needs nothing more from the
+    launcher. A failed run raises :class:`RunFailed` with its one-line cause.
+    """
+    out = config["output_dir"]
+    p = beam.Pipeline(runner=runner_for(options), options=options)
+    build(p, config)
+    try:
+        result = p.run()
+        if not wait:
+            job = getattr(result, "job_id", lambda: None)
+            print(f"submitted:   job {job() if callable(job) else job or ''} writes {out}/ "
+                  "(COMPLETED last)".replace("job  ", "job "))
+            return None
+        state = result.wait_until_finish()
+        if state is not None and str(state).upper().split(".")[-1] not in ("DONE", "UNKNOWN"):
+            raise RuntimeError(f"the job ended in state {state}")
+    except Exception as e:  # noqa: BLE001 - say why in one line, keep the cause chained
+        raise RunFailed(safety.one_line_cause(e)) from e
+    with FileSystems.open(FileSystems.join(out, "stats.json")) as f:
         stats = json.loads(f.read())
-    print_summary(config["output_dir"], stats, opts.report)
+    print_summary(out, stats)
     return stats
 
 
-def print_summary(out: str, stats: Dict[str, Any], report: bool = True) -> None:
-    """report.html, then where the outputs are and where the records went."""
-    if report:
-        write_report(out)
+def main(run_fn) -> None:
+    """Command-line entry: a failed run prints its one-line cause last and exits 1."""
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        run_fn()
+    except RunFailed as e:
+        sys.stdout.flush()
+        sys.stderr.write(f"error: {e}\n")
+        raise SystemExit(1)
+
+
+def _validate_text(options: PipelineOptions) -> Dict[str, Any]:
+    opts = options.view_as(TextPipelineOptions)
+    config = validate(opts)
+    config["dataset_version"] = opts.dataset_version
+    return config
+
+
+def run(argv: Optional[List[str]] = None) -> Optional[Dict[str, Any]]:
+    """Parse options, run the pipeline, return stats.json's content (None when only submitted)."""
+    options, config = prepare(argv, [TextPipelineOptions], _validate_text)
+    wait = options.view_as(TextPipelineOptions).wait_until_finish
+    return execute(options, config, build_pipeline, wait)
+
+
+def print_summary(out: str, stats: Dict[str, Any]) -> None:
+    """Where the outputs are and where the records went."""
+    if FileSystems.exists(FileSystems.join(out, "report.html")):
+        print(f"report:      {FileSystems.join(out, 'report.html')}")
     print(f"shards:      {FileSystems.join(out, 'data')}/")
     print(f"stats:       {FileSystems.join(out, 'stats.json')}")
     print(f"dead letter: {FileSystems.join(out, 'dead_letter')}/")
@@ -536,5 +601,4 @@ def print_summary(out: str, stats: Dict[str, Any], report: bool = True) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
-    run()
+    main(run)

@@ -47,6 +47,8 @@ __all__ = [
     "is_sample",
     "scrubbed_excerpt",
     "record_key",
+    "node_id",
+    "node_record_id",
 ]
 
 NAMESPACE = "beamtrain"
@@ -112,6 +114,24 @@ def record_key(path: str, position: Any, member: str = "") -> str:
     """
     value = f"{path}\x00{position}\x00{member}"
     return hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def node_id(record: Dict[str, Any]) -> str:
+    """A record's node in keyed steps: its id, then its unique key.
+
+    Sorting nodes sorts by id first, so "the smallest id survives" still holds
+    where a step picks a survivor, while two records sharing an id stay apart.
+    Records built without a ``key`` (by hand, in tests) get one from their
+    source, position and id.
+    """
+    key = record.get("key") or record_key(record.get("source", ""), record.get("position", 0),
+                                          str(record.get("id", "")))
+    return f"{record['id']}\x1f{key}"
+
+
+def node_record_id(node: str) -> str:
+    """The record id part of :func:`node_id`."""
+    return node.rsplit("\x1f", 1)[0]
 
 
 def text_fingerprint(text: str) -> bytes:

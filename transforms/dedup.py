@@ -20,9 +20,10 @@ from transforms.common import DUPLICATES
 __all__ = ["survivor_key", "KeepSmallestId", "ExactDedup"]
 
 
-def survivor_key(record: dict) -> Tuple[str, str, int]:
-    """Total order used to choose a survivor: smallest id wins."""
-    return (record["id"], record.get("source", ""), record.get("position", 0))
+def survivor_key(record: dict) -> Tuple[str, str, int, str]:
+    """Total order used to choose a survivor: smallest id wins, then source, position, key."""
+    return (record["id"], record.get("source", ""), record.get("position", 0),
+            record.get("key", ""))
 
 
 # Accumulator: (best record or None, number of records seen)

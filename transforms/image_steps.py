@@ -29,7 +29,7 @@ from transforms import common, near_dedup as nd
 from transforms.common import FILTERED, INFO
 from transforms.dedup import KeepSmallestId, _EmitSurvivors
 from transforms.images import ImageConfig, ImageReject, hamming, process_image
-from transforms.writers import encode_example, histogram_bucket, split_of
+from transforms.writers import encode_example, histogram_bucket, placement_id, split_of
 
 __all__ = ["ProcessImages", "ImageExactDedup", "ImageNearDedup", "ToImageExamples",
            "HIST_LONG_SIDE", "HIST_ASPECT"]
@@ -96,7 +96,7 @@ class ImageExactDedup(beam.PTransform):
 def _band_keys(record: dict, bands: int = 8):
     h = record[PHASH]
     for i in range(bands):
-        yield (i, (h >> (16 * i)) & 0xFFFF), record["id"]
+        yield (i, (h >> (16 * i)) & 0xFFFF), common.node_id(record)
 
 
 class _VerifyHamming(common.CountingDoFn):
@@ -126,7 +126,7 @@ class ImageNearDedup(beam.PTransform):
         self._bucket = max_bucket
 
     def expand(self, records):
-        hashes = records | "IdHash" >> beam.Map(lambda r: (r["id"], r[PHASH]))
+        hashes = records | "NodeHash" >> beam.Map(lambda r: (common.node_id(r), r[PHASH]))
         candidates = (
             records
             | "BandKeys" >> beam.FlatMap(_band_keys)
@@ -151,7 +151,7 @@ class ImageNearDedup(beam.PTransform):
                    | "Children" >> beam.Map(lambda e: e[0])
                    | "DistinctChildren" >> beam.Distinct()
                    | "KeyRemoved" >> beam.Map(lambda rid: (rid, True)))
-        survivors = ({"record": records | "KeyById" >> beam.Map(lambda r: (r["id"], r)),
+        survivors = ({"record": records | "KeyByNode" >> beam.Map(lambda r: (common.node_id(r), r)),
                       "drop": removed}
                      | "JoinRemovals" >> beam.CoGroupByKey()
                      | "DropNearDuplicates" >> beam.ParDo(nd._DropDuplicates()).with_outputs(
@@ -176,10 +176,10 @@ class _ToExample(common.CountingDoFn):
             features["caption/text"] = record["text"]
         if "input_ids" in record:
             features["caption/input_ids"] = record["input_ids"] or [0]
-        split = split_of(rid, self._fraction)
+        split = split_of(placement_id(rid), self._fraction)
         self.sample("kept", split, record, nd.thumbnail(record))
         yield (split, rid, encode_example(features), len(record.get("input_ids", ())),
-               len(record["jpeg"]))
+               len(record["jpeg"]), (record.get("source", ""), record.get("position", 0)))
 
 
 class ToImageExamples(beam.PTransform):

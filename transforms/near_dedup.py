@@ -161,7 +161,7 @@ class _Signatures(common.CountingDoFn):
             if offsets[i + 1] == offsets[i]:
                 self.count(INFO, "near_dedup.no_shingles")
                 continue
-            rid = record["id"]
+            rid = common.node_id(record)
             if self._config.verify == "estimate":
                 yield pvalue.TaggedOutput(SIGS, (rid, sigs[i].tobytes()))
             elif self._config.verify == "exact":
@@ -288,9 +288,10 @@ def _cluster_rows(kv):
     root, children = kv
     children = sorted(set(children))
     size = len(children) + 1
-    yield {"id": root, "cluster_id": root, "cluster_size": size}
+    root_id = common.node_record_id(root)
+    yield {"id": root_id, "cluster_id": root_id, "cluster_size": size}
     for child in children:
-        yield {"id": child, "cluster_id": root, "cluster_size": size}
+        yield {"id": common.node_record_id(child), "cluster_id": root_id, "cluster_size": size}
 
 
 class NearDedup(beam.PTransform):
@@ -348,22 +349,23 @@ class NearDedup(beam.PTransform):
             | "KeyRemoved" >> beam.Map(lambda rid: (rid, True))
         )
         survivors = (
-            {"record": records | "KeyById" >> beam.Map(lambda r: (r["id"], r)), "drop": removed}
+            {"record": records | "KeyByNode" >> beam.Map(lambda r: (common.node_id(r), r)),
+             "drop": removed}
             | "JoinRemovals" >> beam.CoGroupByKey()
             | "DropNearDuplicates" >> beam.ParDo(_DropDuplicates()).with_outputs(
                 common.COUNTS, main="records")
         )
         counts.append(survivors[common.COUNTS])
-        clusters = (
+        grouped = (
             edges
             | "ByRoot" >> beam.Map(lambda e: (e[1], e[0]))
             | "GroupClusters" >> beam.GroupByKey()
-            | "ClusterRows" >> beam.FlatMap(_cluster_rows)
         )
+        clusters = grouped | "ClusterRows" >> beam.FlatMap(_cluster_rows)
         counts.append(
-            clusters
-            | "RootsOnly" >> beam.Filter(lambda row: row["id"] == row["cluster_id"])
-            | "SizeBucket" >> beam.Map(lambda row: ((HIST_CLUSTER_SIZE, str(row["cluster_size"])), 1)))
+            grouped
+            | "SizeBucket" >> beam.Map(
+                lambda kv: ((HIST_CLUSTER_SIZE, str(len(set(kv[1])) + 1)), 1)))
         return {"records": survivors.records,
                 "counts": counts | "MergeNearDedupCounts" >> beam.Flatten(),
                 "clusters": clusters}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -26,7 +26,7 @@ from transforms import common, tfds_meta, writers
 from transforms.common import DEAD_LETTER, DUPLICATES, FILTERED, IN, INFO, OUT
 
 __all__ = ["build_stats", "identity_holds", "Finalize", "TooManyBrokenRecords",
-           "AccountingError", "sum_counts"]
+           "AccountingError", "EmptyOutputError", "sum_counts", "config_digest"]
 
 IDENTITY = ("records_in == records_out + sum(filtered.values()) + sum(duplicates.values())"
             " + sum(dead_letter.values())")
@@ -38,6 +38,17 @@ class TooManyBrokenRecords(RuntimeError):
 
 class AccountingError(RuntimeError):
     """Records were lost or counted twice: a bug, never expected."""
+
+
+class EmptyOutputError(RuntimeError):
+    """The run wrote no record: a dataset the trainer would fail on (``--allow_empty`` accepts it)."""
+
+
+MAX_SOURCES = 1000  # stats.json names this many sources, the rest are summed under OTHER_SOURCES
+OTHER_SOURCES = "(other sources)"
+# Every file name a run writes besides shards, dead letter and extras (manifest "files").
+FIXED_FILES = ("COMPLETED", "stats.json", "manifest.json", "report.html", "dataset_info.json",
+               "features.json", ".beamtrain.json")
 
 
 def sum_counts(pairs: Iterable[Tuple[Tuple[str, str], int]]) -> Dict[Tuple[str, str], int]:
@@ -97,6 +108,18 @@ def build_stats(counts: Dict[Tuple[str, str], int]) -> Dict[str, Any]:
         }
         for key, _ in rounds:
             stats["info"].pop(key, None)
+    sources = by_kind.get(writers.SOURCE_RECORDS, {})
+    if sources:
+        tokens = by_kind.get(writers.SOURCE_TOKENS, {})
+        ranked = sorted(sources, key=lambda name: (-sources[name], name))
+        table = {name: {"records": sources[name], "tokens": tokens.get(name, 0)}
+                 for name in sorted(ranked[:MAX_SOURCES])}
+        rest = ranked[MAX_SOURCES:]
+        if rest:
+            table[OTHER_SOURCES] = {"records": sum(sources[n] for n in rest),
+                                    "tokens": sum(tokens.get(n, 0) for n in rest),
+                                    "sources": len(rest)}
+        stats["sources"] = table
     for kind in sorted({k for k, _ in counts if k.startswith("hist.")}):
         hist = _histogram(counts, kind)
         if hist is not None:
@@ -122,6 +145,11 @@ def _sha256_of(path: str) -> str:
     return digest.hexdigest()
 
 
+def config_digest(config: Dict[str, Any]) -> str:
+    """sha256 of the configuration as manifest.json stores it (verify recomputes it)."""
+    return hashlib.sha256(writers.json_dumps(config)).hexdigest()
+
+
 def _relative(path: str, output_dir: str) -> str:
     prefix = output_dir.rstrip("/") + "/"
     return path[len(prefix):] if path.startswith(prefix) else path
@@ -129,8 +157,10 @@ def _relative(path: str, output_dir: str) -> str:
 
 class _FinalizeDoFn(beam.DoFn):
     def __init__(self, output_dir: str, config: Dict[str, Any], code_version: Dict[str, Any],
-                 max_dead_letter_fraction: float, dataset_version: Optional[str]):
+                 max_dead_letter_fraction: float, dataset_version: Optional[str],
+                 on_success: Optional[Callable[[str], None]] = None):
         self._output_dir = output_dir
+        self._on_success = on_success
         self._validation = bool(config.get("writer", {}).get("validation_fraction", 0))
         self._config = config
         self._code_version = code_version
@@ -158,8 +188,12 @@ class _FinalizeDoFn(beam.DoFn):
              "bytes": s["bytes"], "sha256": s["sha256"]}
             for s in shards
         ]
+        written = [s["path"] for s in shard_entries] + [_relative(p, out) for p in dead_files]
+        for extra in extras:
+            written += [_relative(p, out) for p in extra if isinstance(p, str)]
         tokenizer_entry = None
         if tokenizer:
+            written += ["tokenizer/spm.model", "tokenizer/spm.vocab"]
             model_path = FileSystems.join(out, "tokenizer", "spm.model")
             tokenizer_entry = {"path": "tokenizer/spm.model", "sha256": _sha256_of(model_path)}
         content = hashlib.sha256()
@@ -179,6 +213,9 @@ class _FinalizeDoFn(beam.DoFn):
             "tokenizer": tokenizer_entry,
             "dead_letter": sorted(_relative(p, out) for p in dead_files),
             "records_out": stats["records_out"],
+            "config_sha256": config_digest(self._config),
+            # every file this run wrote: the only files a later run here may delete
+            "files": sorted(set(written) | set(FIXED_FILES)),
         }
         with FileSystems.create(FileSystems.join(out, "manifest.json")) as f:
             f.write(writers.json_dumps(manifest))
@@ -195,8 +232,18 @@ class _FinalizeDoFn(beam.DoFn):
                 f"{dead} of {stats['records_in']} input records are broken "
                 f"({dead / stats['records_in']:.1%} > max_dead_letter_fraction="
                 f"{self._max_dead:.1%}); see {FileSystems.join(out, 'dead_letter')}")
+        if stats["records_out"] == 0 and not self._config.get("allow_empty", False):
+            where = ", ".join(f"{k} {sum(stats[k].values())}" for k in
+                              ("filtered", "duplicates", "dead_letter"))
+            raise EmptyOutputError(
+                f"no record was written (records in {stats['records_in']}: {where}); see "
+                f"{FileSystems.join(out, 'stats.json')}, or pass --allow_empty to accept it")
+        if self._on_success is not None:
+            self._on_success(out)
         with FileSystems.create(FileSystems.join(out, "COMPLETED")) as f:
-            f.write(json.dumps({"dataset_version": manifest["dataset_version"]}).encode() + b"\n")
+            f.write(json.dumps({"dataset_version": manifest["dataset_version"],
+                                "content_sha256": manifest["content_sha256"],
+                                "config_sha256": manifest["config_sha256"]}).encode() + b"\n")
         yield stats
 
 
@@ -206,8 +253,9 @@ class Finalize(beam.PTransform):
     def __init__(self, output_dir: str, counts, shards, files, dead_files, tokenizer,
                  config: Dict[str, Any], code_version: Dict[str, Any],
                  max_dead_letter_fraction: float = 0.1, dataset_version: Optional[str] = None,
-                 extras: Tuple = ()):
+                 extras: Tuple = (), on_success: Optional[Callable[[str], None]] = None):
         super().__init__()
+        self._on_success = on_success  # e.g. draw report.html, before COMPLETED
         self._output_dir = output_dir
         self._inputs = (counts, shards, files, dead_files, tokenizer)
         self._extras = tuple(extras)  # more writes that must finish before COMPLETED
@@ -224,7 +272,7 @@ class Finalize(beam.PTransform):
             | "Once" >> beam.Create([None])
             | "WriteStatsManifestCompleted" >> beam.ParDo(
                 _FinalizeDoFn(self._output_dir, self._config, self._code_version,
-                              self._max_dead, self._dataset_version),
+                              self._max_dead, self._dataset_version, self._on_success),
                 AsList(counts), AsList(shards), AsList(files), AsList(dead_files),
                 AsList(tokenizer), *[AsList(e) for e in self._extras])
         )

@@ -62,7 +62,12 @@ FILEPATH_TEMPLATE = "data/{SPLIT}-{SHARD_X_OF_Y}.tfrecord"
 DATASET_INFO, FEATURES = "dataset_info.json", "features.json"
 
 # Example key -> (wire kind, feature): the output contract of writers.py / image_steps.py
-TEXT_KEYS = {"id": "bytes", "input_ids": "int64", "text": "bytes"}
+TEXT_KEYS = {"id": "bytes", "source": "bytes", "input_ids": "int64", "text": "bytes",
+             "url": "bytes", "license": "bytes"}
+# Written only where the input has them: in the contract, but not TFDS features
+# (TFDS would fail on the records without them); tf.io.parse_example reads them
+# with a default.
+OPTIONAL_KEYS = ("url", "license")
 IMAGE_KEYS = {"image/encoded": "bytes", "image/format": "bytes", "image/height": "int64",
               "image/width": "int64", "image/id": "bytes", "image/class/label": "int64",
               "caption/text": "bytes", "caption/input_ids": "int64"}
@@ -195,7 +200,7 @@ def expected_keys(config: Dict[str, Any]) -> Dict[str, str]:
     kind = output_kind(config)
     if kind == "text":
         tokenized = "tokenize" in (config.get("steps") or [])
-        return {"id": "bytes", ("input_ids" if tokenized else "text"):
+        return {"id": "bytes", "source": "bytes", ("input_ids" if tokenized else "text"):
                 ("int64" if tokenized else "bytes")}
     keys = {k: IMAGE_KEYS[k] for k in ("image/encoded", "image/format", "image/height",
                                         "image/width", "image/id")}
@@ -223,6 +228,7 @@ def build_features(keys: Sequence[str], image_shape=(None, None, 3),
     F = tfds.features
     makers = {
         "id": lambda: F.Text(doc="record id"),
+        "source": lambda: F.Text(doc="input file the record came from"),
         "text": lambda: F.Text(doc="document text"),
         "input_ids": lambda: F.Tensor(shape=(None,), dtype=np.int64, doc="SentencePiece ids"),
         "image/encoded": lambda: F.Image(shape=tuple(image_shape), encoding_format="jpeg",
@@ -352,7 +358,7 @@ def _write_tfds_metadata(output_dir: str, manifest: Dict[str, Any]) -> List[str]
         if wrong:
             raise TfdsMetadataError(
                 f"Example keys outside the {kind} contract (or of the wrong kind): {wrong}")
-        keys = sorted(kinds)
+        keys = sorted(k for k in kinds if k not in OPTIONAL_KEYS)
     else:
         keys = sorted(expected)
     shape = _image_shape(config)

@@ -25,9 +25,17 @@ from apache_beam.io.filesystems import FileSystems
 from transforms import common
 
 __all__ = ["TokenizerConfig", "train_sentencepiece", "vocab_text", "TrainTokenizer",
-           "LoadTokenizer", "Encode", "PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID"]
+           "LoadTokenizer", "Encode", "TokenizerError", "fit_characters", "MIN_VOCAB_SIZE", "PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID"]
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+# The vocabulary starts with the 4 special ids and the 256 byte-fallback pieces;
+# SentencePiece refuses any vocab_size that leaves no room after them.
+RESERVED_PIECES = 4 + 256
+MIN_VOCAB_SIZE = RESERVED_PIECES + 2  # and room for one character and the word boundary
+
+
+class TokenizerError(ValueError):
+    """The tokenizer cannot be trained as asked; the message says what to change."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,8 +50,10 @@ class TokenizerConfig:
     batch_size: int = 256
 
     def __post_init__(self):
-        if self.vocab_size < 8:
-            raise ValueError(f"vocab_size must be at least 8, got {self.vocab_size}")
+        if self.vocab_size < MIN_VOCAB_SIZE:
+            raise ValueError(
+                f"vocab_size must be at least {MIN_VOCAB_SIZE} (4 special ids and 256 byte-fallback "
+                f"pieces come first), got {self.vocab_size}")
         if self.model_type not in ("unigram", "bpe", "char", "word"):
             raise ValueError(f"unknown SentencePiece model_type {self.model_type!r}")
         if self.sample_docs <= 0:
@@ -64,21 +74,50 @@ def train_sentencepiece(docs: List[str], config: TokenizerConfig) -> bytes:
     import sentencepiece as spm
 
     if not any(d.strip() for d in docs):
-        raise ValueError("cannot train a tokenizer: no text survived the earlier steps")
+        raise TokenizerError("cannot train a tokenizer: no text survived the earlier steps")
+    sentences = list(_sentences(docs, config.max_sentence_length))
+    sentences = fit_characters(sentences, config)
     buf = io.BytesIO()
     try:
-        _train(spm, docs, config, buf)
+        _train(spm, sentences, config, buf)
     except RuntimeError as e:
-        if "Vocabulary size" in str(e):
-            raise ValueError(
-                f"vocab_size={config.vocab_size} is too small for this corpus: {e}".strip()) from e
-        raise
+        raise TokenizerError(
+            f"SentencePiece could not train a {config.model_type} model with vocab_size="
+            f"{config.vocab_size}: {str(e).strip().splitlines()[-1][:300]}") from e
     return buf.getvalue()
 
 
-def _train(spm, docs, config, buf):
+def fit_characters(sentences: List[str], config: TokenizerConfig) -> List[str]:
+    """The training sentences, with the rarest characters left out if they would not fit.
+
+    SentencePiece makes every character within ``character_coverage`` a piece of
+    its own and fails when they outnumber the vocabulary (CJK text with a small
+    vocabulary, say; it also refuses a coverage below 0.98). With byte fallback
+    on, a character without a piece is encoded as its UTF-8 bytes, so nothing is
+    lost by training without it: when the distinct characters exceed half the
+    pieces left after the reserved ones, only the most frequent of them (ties by
+    code point) stay in the training text.
+    """
+    if config.model_type in ("char", "word"):
+        return sentences
+    budget = max(1, (config.vocab_size - RESERVED_PIECES) // 2)
+    counts: dict = {}
+    for line in sentences:
+        for ch in line:
+            counts[ch] = counts.get(ch, 0) + 1
+    counts.pop(" ", None)
+    if len(counts) <= budget:
+        return sentences
+    keep = set(sorted(counts, key=lambda c: (-counts[c], c))[:budget])
+    rare = "".join(sorted(c for c in counts if c not in keep))
+    table = str.maketrans(rare, " " * len(rare))
+    out = [" ".join(line.translate(table).split()) for line in sentences]
+    return [line for line in out if line]
+
+
+def _train(spm, sentences, config, buf):
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(list(_sentences(docs, config.max_sentence_length))),
+        sentence_iterator=iter(sentences),
         model_writer=buf,
         vocab_size=config.vocab_size,
         model_type=config.model_type,

@@ -39,11 +39,16 @@ __all__ = [
     "histogram_bucket",
     "EncodeExamples",
     "WriteShards",
+    "placement_id",
+    "with_id",
 ]
 
 TRAIN, VALIDATION = "train", "validation"
 HIST_TOKENS = "hist.tokens_per_doc"
 HIST_CHARS = "hist.chars_per_doc"
+PROVENANCE = ("url", "license")
+SOURCE_RECORDS, SOURCE_TOKENS = "source_records", "source_tokens"
+DUPLICATE_IDS = "duplicate_ids"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,8 +56,11 @@ class WriterConfig:
     validation_fraction: float = 0.05
     num_shards: int = 0  # 0 = from the data size
     target_shard_bytes: int = 128 << 20
+    duplicate_ids: str = "keep"  # records sharing an input id: "keep" (renamed) or "dead_letter"
 
     def __post_init__(self):
+        if self.duplicate_ids not in ("keep", "dead_letter"):
+            raise ValueError(f"duplicate_ids must be keep or dead_letter, got {self.duplicate_ids!r}")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError(
                 f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
@@ -147,6 +155,49 @@ def encode_example(features: Dict[str, Any]) -> bytes:
     return _field(1, b"".join(entries))
 
 
+def _read_varint(buf: bytes, pos: int) -> Tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+
+
+ID_FEATURES = ("id", "image/id")
+
+
+def with_id(example: bytes, new_id: str) -> bytes:
+    """``example`` (as :func:`encode_example` wrote it) with its id feature set to ``new_id``.
+
+    The id feature is ``id`` (text) or ``image/id`` (images); entries stay in
+    sorted order, so the bytes equal those of encoding the renamed record.
+    """
+    tag, pos = _read_varint(example, 0)
+    length, pos = _read_varint(example, pos)
+    if tag != 0x0A or pos + length != len(example):
+        raise ValueError("not an Example written by encode_example")
+    entries = []
+    end = pos + length
+    while pos < end:
+        start = pos
+        _, pos = _read_varint(example, pos)  # the map entry tag (field 1, length-delimited)
+        size, pos = _read_varint(example, pos)
+        body = example[pos:pos + size]
+        pos += size
+        _, kpos = _read_varint(body, 0)
+        klen, kpos = _read_varint(body, kpos)
+        name = body[kpos:kpos + klen].decode("utf-8")
+        if name in ID_FEATURES:
+            entries.append(_field(1, _field(1, body[kpos:kpos + klen])
+                                  + _field(2, _bytes_feature([new_id.encode("utf-8")]))))
+        else:
+            entries.append(example[start:pos])
+    return _field(1, b"".join(entries))
+
+
 def _masked_crc(data: bytes) -> int:
     import google_crc32c
 
@@ -219,19 +270,26 @@ class _ToExample(common.CountingDoFn):
     def process(self, record: dict):
         start = time.perf_counter()
         rid = record["id"]
-        features: Dict[str, Any] = {"id": rid}
+        source = record.get("source", "")
+        features: Dict[str, Any] = {"id": rid, "source": source}
+        meta = record.get("meta") or {}
+        for name in PROVENANCE:  # where the input has them: attribution travels with the text
+            value = meta.get(name)
+            if isinstance(value, str) and value:
+                features[name] = value
         if "input_ids" in record:
             features["input_ids"] = record["input_ids"]
             self.count(HIST_TOKENS, str(histogram_bucket(len(record["input_ids"]))), metric=False)
         else:
             features["text"] = record["text"]
         self.count(HIST_CHARS, str(histogram_bucket(len(record["text"]))), metric=False)
-        split = split_of(rid, self._config.validation_fraction)
+        split = split_of(placement_id(rid), self._config.validation_fraction)
         example = encode_example(features)
         self.time("encode_examples", time.perf_counter() - start)
         self.sample("kept", split, record)
-        yield (split, rid, example, len(record.get("input_ids", ())),
-               len(record["text"].encode("utf-8")))
+        n_tokens = len(record.get("input_ids", ()))
+        yield (split, rid, example, n_tokens, len(record["text"].encode("utf-8")),
+               (source, record.get("position", 0)))
 
 
 class EncodeExamples(beam.PTransform):
@@ -251,16 +309,25 @@ class _AssignShard(beam.DoFn):
         self._config = config
 
     def process(self, example, sizes: Dict[str, Tuple[int, int]]):
-        split, rid, data, _, _ = example
+        split, rid, data = example[:3]
         total, n = sizes[split]
         shards = num_shards_for(total, n, self._config)
-        yield (split, shard_of(rid, shards), shards), example
+        yield (split, shard_of(placement_id(rid), shards), shards), example
 
 
 class _WriteShard(common.CountingDoFn):
-    def __init__(self, output_dir: str):
+    """One shard: its examples sorted by (id, bytes), ids made unique, framed and written.
+
+    Records that share an id hash to the same split and shard, so they meet
+    here: the first keeps the id; with ``duplicate_ids="keep"`` the others are
+    written as ``ID#dup1``, ``ID#dup2``... (counted under ``info.duplicate_ids``),
+    with ``"dead_letter"`` they go to the dead letter (reason ``duplicate_id``).
+    """
+
+    def __init__(self, output_dir: str, duplicate_ids: str = "keep"):
         super().__init__()
         self._output_dir = output_dir
+        self._duplicate_ids = duplicate_ids
 
     def process(self, keyed):
         (split, index, shards), examples = keyed
@@ -268,9 +335,36 @@ class _WriteShard(common.CountingDoFn):
         examples = sorted(examples, key=lambda e: (e[1], e[2]))
         path = shard_path(self._output_dir, split, index, shards)
         digest = hashlib.sha256()
-        size = tokens = text_bytes = 0
+        size = tokens = text_bytes = written = 0
+        input_ids = {e[1] for e in examples}
+        used: set = set()
+        next_suffix: Dict[str, int] = {}
         with FileSystems.create(path) as f:
-            for _, _, data, n_tokens, n_bytes in examples:
+            for example in examples:
+                _, rid, data, n_tokens, n_bytes = example[:5]
+                if rid in used:
+                    self.count(INFO, DUPLICATE_IDS)
+                    if self._duplicate_ids == "dead_letter":
+                        source, position = example[5] if len(example) > 5 else ("", 0)
+                        yield self.dead(common.dead_letter_entry(
+                            source, position, "duplicate_id",
+                            f"input id {rid!r} was already written", unit="record",
+                            record_id=rid))
+                        continue
+                    # every id placed here is in input_ids: a new one collides with none
+                    base = placement_id(rid)
+                    k = next_suffix.get(base, 1)
+                    while f"{base}{DUP_SUFFIX}{k}" in used or f"{base}{DUP_SUFFIX}{k}" in input_ids:
+                        k += 1
+                    next_suffix[base] = k + 1
+                    rid = f"{base}{DUP_SUFFIX}{k}"
+                    data = with_id(data, rid)
+                used.add(rid)
+                if len(example) > 5:
+                    self.count(SOURCE_RECORDS, example[5][0], metric=False)
+                    if n_tokens:
+                        self.count(SOURCE_TOKENS, example[5][0], n_tokens, metric=False)
+                written += 1
                 frame = tfrecord_frame(data)
                 f.write(frame)
                 digest.update(frame)
@@ -278,11 +372,11 @@ class _WriteShard(common.CountingDoFn):
                 tokens += n_tokens
                 text_bytes += n_bytes
         self.time("write_shards", time.perf_counter() - start)
-        self.count(OUT, split, len(examples))
+        self.count(OUT, split, written)
         self.count(INFO, f"tokens.{split}", tokens)
         self.count(INFO, f"text_bytes.{split}", text_bytes)
         yield {"split": split, "index": index, "num_shards": shards, "path": path,
-               "records": len(examples), "bytes": size, "sha256": digest.hexdigest()}
+               "records": written, "bytes": size, "sha256": digest.hexdigest()}
 
 
 class WriteShards(beam.PTransform):
@@ -304,8 +398,9 @@ class WriteShards(beam.PTransform):
             examples
             | "AssignShard" >> beam.ParDo(_AssignShard(self._config), sizes=beam.pvalue.AsDict(sizes))
             | "GroupShards" >> beam.GroupByKey()
-            | "WriteShard" >> beam.ParDo(_WriteShard(self._output_dir)).with_outputs(
-                common.COUNTS, main="shards")
+            | "WriteShard" >> beam.ParDo(
+                _WriteShard(self._output_dir, self._config.duplicate_ids)).with_outputs(
+                common.COUNTS, common.DEAD, main="shards")
         )
 
 
