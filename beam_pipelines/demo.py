@@ -33,7 +33,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     for pattern in sample_inputs():
         argv += ["--input", pattern]
     argv += ["--output_dir", output_dir, "--vocab_size", str(args.vocab_size)] + rest
-    stats = text.run(argv)
+    try:
+        stats = text.run(argv)
+    except text.RunFailed as e:
+        sys.exit(f"error: {e}")
     print(f"manifest:    {os.path.join(output_dir, 'manifest.json')}")
     print(f"tokenizer:   {os.path.join(output_dir, 'tokenizer', 'spm.model')}")
     print(f"COMPLETED:   {os.path.exists(os.path.join(output_dir, 'COMPLETED'))}")

@@ -564,8 +564,14 @@ def execute(options: PipelineOptions, config: Dict[str, Any], build, wait: bool 
 
 
 def main(run_fn) -> None:
-    """Command-line entry: a failed run prints its one-line cause last and exits 1."""
+    """Command-line entry: a failed run prints its one-line cause last and exits 1.
+
+    Beam logs a failing DoFn's whole traceback from its worker; the cause is
+    printed here instead (set BEAMTRAIN_DEBUG=1 to see Beam's log).
+    """
     logging.basicConfig(level=logging.WARNING)
+    if not os.environ.get("BEAMTRAIN_DEBUG"):
+        logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     try:
         run_fn()
     except RunFailed as e:

@@ -7,6 +7,10 @@ template's parameters as command-line options (``--input=gs://...
 --output_dir=gs://... --runner=DataflowRunner ...``); every parameter is
 validated before the pipeline is built, and a bad one stops the launch with a
 one-line error naming it.
+
+A template launch submits the job and exits (``--wait_until_finish=false``
+unless the parameters say otherwise): the pipeline itself writes stats.json,
+manifest.json, report.html and COMPLETED, so the launcher waits for nothing.
 """
 
 import importlib
@@ -21,4 +25,8 @@ if __name__ == "__main__":
     name = os.environ.get("BEAMTRAIN_PIPELINE", "text")
     if name not in PIPELINES:
         sys.exit(f"error: BEAMTRAIN_PIPELINE={name!r}: choose one of {', '.join(PIPELINES)}")
-    importlib.import_module(f"beam_pipelines.{name}").run()
+    if not any(a.startswith("--wait_until_finish") for a in sys.argv[1:]):
+        sys.argv.append("--wait_until_finish=false")
+    from beam_pipelines.text import main
+
+    main(importlib.import_module(f"beam_pipelines.{name}").run)

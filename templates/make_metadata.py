@@ -46,7 +46,9 @@ SPECIAL = {
     "pii_phone_regions": (r"^[A-Z]{2}(,[A-Z]{2})*$", None),
     "pii_salt_env": (r"^[A-Z_][A-Z0-9_]{0,63}$", None),
     "pii_mask": (r"^[^\n\r]{1,64}$", None),
-    "vocab_size": (r"^([89]|[1-9][0-9]{1,6})$", "8 to 9,999,999."),
+    "vocab_size": (r"^(26[2-9]|2[7-9][0-9]|[3-9][0-9]{2}|[1-9][0-9]{3,6})$", "262 to 9,999,999."),
+    "caption_vocab_size": (r"^(26[2-9]|2[7-9][0-9]|[3-9][0-9]{2}|[1-9][0-9]{3,6})$",
+                           "262 to 9,999,999."),
     "minhash_num_perm": (r"^([2-9]|[1-9][0-9]{1,3})$", "2 to 9,999."),
     "caption_blocklist_file": (GS_PATH, None),
     "caption_tokenizer_model": (GS_PATH, None),
@@ -69,23 +71,24 @@ def _label(name: str) -> str:
     return name.replace("_", " ").capitalize()
 
 
-def option_parser(options_cls) -> argparse.ArgumentParser:
-    """Every option a pipeline reads: its class and the option classes it extends."""
+def option_parser(options_classes) -> argparse.ArgumentParser:
+    """Every option a pipeline reads: its classes and the option classes they extend."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    parser = argparse.ArgumentParser()
-    for cls in options_cls.mro():
-        if cls is PipelineOptions:
-            break
-        if "_add_argparse_args" in cls.__dict__:
-            cls._add_argparse_args(parser)
+    parser = argparse.ArgumentParser(conflict_handler="resolve")
+    for options_cls in options_classes:
+        for cls in options_cls.mro():
+            if cls is PipelineOptions:
+                break
+            if "_add_argparse_args" in cls.__dict__:
+                cls._add_argparse_args(parser)
     return parser
 
 
-def parameters(options_cls) -> List[Dict]:
+def parameters(options_classes) -> List[Dict]:
     from beam_pipelines.text import _flag
 
-    parser = option_parser(options_cls)
+    parser = option_parser(options_classes)
     params = []
     for action in parser._actions:
         if not action.option_strings or action.dest == "help":
@@ -116,19 +119,22 @@ def options_class(pipeline: str):
     import importlib
 
     module = importlib.import_module(f"beam_pipelines.{pipeline}")
-    return module, {"text": "TextPipelineOptions", "images": "ImagePipelineOptions",
-                    "multimodal": "MultimodalPipelineOptions"}[pipeline]
+    names = {"text": ["TextPipelineOptions"], "images": ["ImagePipelineOptions"],
+             "multimodal": ["ImagePipelineOptions", "MultimodalPipelineOptions"]}[pipeline]
+    from beam_pipelines import images
+
+    return module, [getattr(module, n, None) or getattr(images, n) for n in names]
 
 
 def metadata(pipeline: str) -> Dict:
     if pipeline not in PIPELINES:
         raise ValueError(f"no template for pipeline {pipeline!r}")
-    module, name = options_class(pipeline)
+    module, classes = options_class(pipeline)
     return {
         "name": f"beamtrain {pipeline} pipeline",
         "description": module.__doc__.strip().split("\n")[0],
         "streaming": False,
-        "parameters": parameters(getattr(module, name)),
+        "parameters": parameters(classes),
     }
 
 

@@ -89,6 +89,46 @@ class InputConfig:
             raise ValueError(f"bucket_ratio must be above 1, got {self.bucket_ratio}")
 
 
+class DatasetNotReady(RuntimeError):
+    """The data folder is not a finished beamtrain dataset (no COMPLETED, or it disagrees)."""
+
+
+def check_dataset(data_dir: str) -> None:
+    """Refuse a data folder the pipeline did not finish: the trainer would fail, or train on half.
+
+    Needs ``COMPLETED`` (written last by a successful run) agreeing with
+    ``manifest.json`` (its content digest), and every shard the manifest lists
+    present with its recorded size. ``python -m beam_pipelines.verify`` checks
+    more (every byte); this is the cheap part, done at every start.
+    """
+    done = os.path.join(data_dir, "COMPLETED")
+    if not tf.io.gfile.exists(done):
+        raise DatasetNotReady(f"{data_dir}: no COMPLETED marker: the pipeline run did not finish "
+                              "(or this is not a beamtrain output folder); pass --force to train anyway")
+    try:
+        with tf.io.gfile.GFile(os.path.join(data_dir, "manifest.json")) as f:
+            manifest = json.load(f)
+        with tf.io.gfile.GFile(done) as f:
+            completed = json.loads(f.read() or "{}")
+    except (OSError, ValueError, tf.errors.OpError) as e:
+        raise DatasetNotReady(f"{data_dir}: manifest.json or COMPLETED unreadable: {e}") from e
+    want = completed.get("content_sha256") if isinstance(completed, dict) else None
+    if want and want != manifest.get("content_sha256"):
+        raise DatasetNotReady(f"{data_dir}: COMPLETED belongs to another run than manifest.json "
+                              "(content digests differ); rerun the pipeline or pass --force")
+    for shard in manifest.get("shards", []):
+        rel = str(shard.get("path", ""))
+        if rel.startswith("/") or ".." in rel.split("/") or "://" in rel:
+            raise DatasetNotReady(f"{data_dir}: manifest.json lists a shard outside the folder: {rel!r}")
+        path = os.path.join(data_dir, rel)
+        if not tf.io.gfile.exists(path):
+            raise DatasetNotReady(f"{data_dir}: shard {rel} is missing; pass --force to train anyway")
+        size = tf.io.gfile.stat(path).length
+        if size != shard.get("bytes", size):
+            raise DatasetNotReady(f"{data_dir}: shard {rel} has {size} bytes, manifest.json says "
+                                  f"{shard['bytes']}; pass --force to train anyway")
+
+
 def shard_files(data_dir: str, split: str) -> List[str]:
     """The split's shard files, sorted; a clear error when there are none."""
     pattern = os.path.join(data_dir, "data", f"{split}-*-of-*.tfrecord")

@@ -75,6 +75,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--precision", default="auto",
                    choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true",
+                   help="train on a data folder without COMPLETED (an unfinished or failed run)")
     p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2],
                    help="1: progress bar, 2: one line per checkpoint interval")
     p.add_argument("--input_check_steps", type=int, default=0,
@@ -211,6 +213,13 @@ def training_callbacks(args, total_steps: int, checkpoint_dir: str, throughput_c
 
 
 def train(args: argparse.Namespace) -> Dict:
+    from trainer import input_pipeline as ip
+
+    if not args.force:
+        try:
+            ip.check_dataset(args.data_dir)
+        except ip.DatasetNotReady as e:
+            raise SystemExit(f"error: {e}")
     strategy, devices = make_strategy(args.cpu_replicas)
     import keras
 

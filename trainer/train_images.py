@@ -79,6 +79,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--precision", default="auto",
                    choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true",
+                   help="train on a data folder without COMPLETED (an unfinished or failed run)")
     p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2],
                    help="1: progress bar, 2: one line per checkpoint interval")
     args = p.parse_args(argv)
@@ -236,6 +238,13 @@ def _input_config(args, epoch: int):
 
 
 def train(args: argparse.Namespace) -> Dict:
+    from trainer import input_pipeline as ip
+
+    if not args.force:
+        try:
+            ip.check_dataset(args.data_dir)
+        except ip.DatasetNotReady as e:
+            raise SystemExit(f"error: {e}")
     strategy, devices = make_strategy(args.cpu_replicas)
     import keras
 
