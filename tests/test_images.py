@@ -17,6 +17,9 @@ from transforms import image_readers
 from transforms.images import ImageConfig, ImageReject, dhash128, hamming, process_image
 
 
+SECRET = b"PRIVATE-KEY-0f9e8d7c-never-to-be-read"
+
+
 def pattern(seed, w=400, h=300):
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 255, (h // 20 + 1, w // 20 + 1, 3), dtype=np.uint8)
@@ -236,14 +239,21 @@ def pair_corpus(tmp_path_factory):
     (laion / "images").mkdir(parents=True)
     pattern(200).save(laion / "images" / "x.jpg", "JPEG")
     (laion / "images" / "broken.jpg").write_bytes(b"\xff\xd8\xff broken")
+    private = root / "private"
+    private.mkdir()
+    (private / "id_rsa").write_bytes(SECRET + b"\n")
+    os.symlink(private / "id_rsa", laion / "images" / "link.jpg")
+    hostile = ["../private/id_rsa", str(private / "id_rsa"), "images/link.jpg", "/etc/passwd"]
     (laion / "pairs.tsv").write_text("url\tcaption\nimages/x.jpg\tA laion style caption here.\n"
                                      "https://example.com/remote.jpg\tRemote image, never fetched.\n"
-                                     "images/broken.jpg\tThe image is corrupt but the caption is fine.\n")
+                                     "images/broken.jpg\tThe image is corrupt but the caption is fine.\n"
+                                     + "".join(f"{ref}\tA caption pointing outside the table.\n"
+                                               for ref in hostile))
     wds = root / "wds"
     wds.mkdir()
     with tarfile.open(wds / "shard-000000.tar", "w") as tar:
         for key, data in [("s1.jpg", encode(pattern(300), "JPEG")), ("s1.txt", b"A webdataset caption."),
-                          ("../escape.txt", b"evil")]:
+                          ("s1.JPG", encode(pattern(301), "JPEG")), ("../escape.txt", b"evil")]:
             info = tarfile.TarInfo(key)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -261,7 +271,16 @@ def test_multimodal_pairs_are_accounted_and_scrubbed(pair_corpus):
     stats, out = pair_corpus
     assert_accounting(stats, out)
     assert stats["dead_letter"] == {"unidentified_image": 1, "missing_image": 1,
-                                    "remote_image_not_fetched": 1, "unsafe_tar_member": 1}
+                                    "remote_image_not_fetched": 1, "unsafe_tar_member": 1,
+                                    "path_outside_root": 4, "duplicate_member": 1}
+    # nothing outside the table's folder was read: no artefact carries a byte of it
+    passwd = open("/etc/passwd", "rb").read(12) if os.path.exists("/etc/passwd") else SECRET
+    for path in out.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert SECRET not in data and passwd not in data, path
+    outside = [d for d in read_dead_letter(out) if d["reason"] == "path_outside_root"]
+    assert len(outside) == 4 and all(d["raw_excerpt"] == "" and d["detail"] for d in outside)
     assert stats["filtered"] == {"too_short": 1}  # the "!!" caption, dropped once with its image
     assert stats["pii"] == {"EMAIL": 1}
     import sentencepiece as spm
