@@ -22,6 +22,7 @@ Dataflow::
 
 from __future__ import annotations
 
+import os
 from typing import Any, Dict, List, Optional
 
 import apache_beam as beam
@@ -49,6 +50,9 @@ class ImagePipelineOptions(PipelineOptions):
         parser.add_argument("--labels_from_dirs", type=_flag, nargs="?", const=True, default=True,
                             help="Label each image with its parent folder's name (ImageNet layout).")
         parser.add_argument("--image_size", type=int, default=256, help="Shorter side after resizing.")
+        parser.add_argument("--image_root", default=None,
+                            help="Captions tables: image paths must lie inside this folder "
+                                 "(default: the table's own folder); others are dead-lettered unread.")
         parser.add_argument("--resize_mode", default="crop", choices=["crop", "pad", "none"],
                             help="crop: centre crop to a square; pad: pad to a square; none: keep aspect.")
         parser.add_argument("--jpeg_quality", type=int, default=90)
@@ -88,6 +92,13 @@ def image_config(opts) -> ImageConfig:
 
 def validate(opts, kind: str = "images") -> Dict[str, Any]:
     inputs = validate_io(opts)
+    if opts.image_root:
+        try:
+            FileSystems.get_filesystem(opts.image_root)
+        except ValueError as e:
+            raise OptionError(f"--image_root: {opts.image_root!r}: {e}") from e
+        if "://" not in opts.image_root and not os.path.isdir(opts.image_root):
+            raise OptionError(f"--image_root: {opts.image_root!r} is not a folder")
     near = opts.near_dup_hamming
     if near is None:
         near = 6 if kind == "images" else -1
@@ -126,6 +137,7 @@ def validate(opts, kind: str = "images") -> Dict[str, Any]:
                   "resize": opts.resize_mode, "quality": opts.jpeg_quality,
                   "background": list(background)},
         "max_file_bytes": opts.max_file_mb << 20,
+        "image_root": opts.image_root or None,
         "dedup": not opts.no_dedup,
         "near_dup_hamming": near,
         "writer": {"validation_fraction": opts.validation_fraction, "num_shards": opts.num_shards,
@@ -149,13 +161,15 @@ def build_pipeline(p: beam.Pipeline, config: Dict[str, Any], caption_steps=None)
     out = config["output_dir"]
     counts, dead = [], []
     read = p | "Read" >> ReadImages(config["inputs"], "images" if config["kind"] == "images" else "pairs",
-                                    config["labels_from_dirs"], config["max_file_bytes"])
+                                    config["labels_from_dirs"], config["max_file_bytes"],
+                                    image_root=config.get("image_root"))
     records = read["records"]
     counts.append(read["counts"])
     dead.append(read["dead"])
     tokenizer = p | "NoTokenizer" >> beam.Create([])
     if config["kind"] == "pairs":
-        loaded = records | "LoadImages" >> beam.ParDo(LoadImages(config["max_file_bytes"])).with_outputs(
+        loaded = records | "LoadImages" >> beam.ParDo(
+            LoadImages(config["max_file_bytes"], image_root=config.get("image_root"))).with_outputs(
             common.DEAD, common.COUNTS, main="records")
         records = loaded.records
         counts.append(loaded[common.COUNTS])

@@ -51,6 +51,7 @@ SPECIAL = {
                            "262 to 9,999,999."),
     "minhash_num_perm": (r"^([2-9]|[1-9][0-9]{1,3})$", "2 to 9,999."),
     "caption_blocklist_file": (GS_PATH, None),
+    "image_root": (GS_PATH, None),
     "caption_tokenizer_model": (GS_PATH, None),
     "caption_pii_salt_env": (r"^[A-Z_][A-Z0-9_]{0,63}$", None),
     "image_size": (r"^([89]|[1-9][0-9]{1,3})$", "8 to 9,999."),
