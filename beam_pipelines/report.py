@@ -19,11 +19,14 @@ stats.json; PII findings by kind; image formats; the time share per stage;
 records, shards and tokens per split; the manifest's versions and inputs; and
 a few kept and rejected records per reason.
 
-Privacy: no raw input text is printed. Kept and rejected records appear only
-as the excerpts of samples.jsonl (PII-scrubbed by the pipeline); when a run
-has no samples, a dead-letter reason falls back to the dead letter's
-``raw_excerpt`` (broken inputs), which is shortened, PII-scrubbed again and
-HTML-escaped; every other reason says "no samples recorded".
+Privacy: no raw input text is printed. Every string that comes from the input
+goes through the PII scrubber here, whatever wrote it: sample excerpts (already
+scrubbed by the pipeline, scrubbed again), the dead letter's ``raw_excerpt``
+and ``detail`` (raw when the run used --dead_letter_raw, or from an older run),
+record ids and sources, and licence names; then it is shortened and
+HTML-escaped. Scrubbing comes before shortening, so a cut never leaves part of
+a finding visible. When a run has no samples, a dead-letter reason falls back to
+the dead letter's entries; every other reason says "no samples recorded".
 """
 
 from __future__ import annotations
@@ -521,6 +524,12 @@ def _scrub(text: str) -> str:
         return "[excerpt withheld: PII scrubber failed]"
 
 
+def _scrub_field(row: Dict[str, Any], key: str) -> str:
+    """``row[key]`` as text, PII-scrubbed: every input-derived string the page shows."""
+    value = row.get(key)
+    return "" if value is None else _scrub(str(value))
+
+
 def _thumbnail(value: Any) -> Optional[str]:
     """A data URI for a base64 JPEG, or None when it is not plain base64 of a JPEG or PNG."""
     if not isinstance(value, str):
@@ -725,19 +734,20 @@ def _sample_block(kind: str, reason: str, count: Optional[int], samples: _Sample
     if any(uri for _, uri in thumbs):
         cells = []
         for r, uri in thumbs:
-            img = (f'<img src="{uri}" alt="thumbnail of {_e(r.get("id", ""))}">' if uri
+            rid = _scrub_field(r, "id")
+            img = (f'<img src="{uri}" alt="thumbnail of {_e(rid)}">' if uri
                    else '<div class="note">no thumbnail</div>')
-            text = _shorten(str(r.get("excerpt") or ""), 120)
-            source = str(r.get("source") or "").rstrip("/").rsplit("/", 1)[-1]
-            cells.append(f'<div class="thumb">{img}<div class="mono">{_e(r.get("id", ""))}</div>'
+            text = _shorten(_scrub_field(r, "excerpt"), 120)
+            source = _scrub_field(r, "source").rstrip("/").rsplit("/", 1)[-1]
+            cells.append(f'<div class="thumb">{img}<div class="mono">{_e(_visible(rid))}</div>'
                          f'<div>{_e(_visible(_shorten(source, 60)))}</div>'
                          f'<div>{_e(_visible(text))}</div></div>')
         body = f'<div class="thumbs">{"".join(cells)}</div>'
     else:
         body = _table(["id", "source", "excerpt (PII-scrubbed)"], [
-            (f'<span class="mono">{_e(r.get("id", ""))}</span>',
-             f'<span class="mono">{_e(r.get("source", ""))}</span>',
-             _excerpt_cell(str(r.get("excerpt") or ""), SAMPLE_EXCERPT_CHARS))
+            (f'<span class="mono">{_e(_visible(_scrub_field(r, "id")))}</span>',
+             f'<span class="mono">{_e(_visible(_scrub_field(r, "source")))}</span>',
+             _excerpt_cell(_scrub_field(r, "excerpt"), SAMPLE_EXCERPT_CHARS))
             for r in rows], cls="samples")
     shown = f"{len(rows)} of {samples.seen[key]:,} recorded sample" + ("" if samples.seen[key] == 1 else "s")
     return (f'<div class="reason {kind}"><h4>{_e(title)} <span class="tag">{_e(shown)}</span></h4>'
@@ -750,14 +760,18 @@ def _dead_letter_table(reasons: Sequence[Tuple[str, int]], dead: _Samples) -> st
     for reason, n in reasons:
         entries = dead.rows[("dead_letter", reason)]
         for i, r in enumerate(entries):
-            excerpt = _scrub(str(r.get("raw_excerpt") or ""))
+            # raw when the run kept them raw (--dead_letter_raw): scrubbed here, then shortened
+            excerpt = _scrub_field(r, "raw_excerpt")
+            detail = _scrub_field(r, "detail")
+            rid = _scrub_field(r, "id")
             label = (f'<b>{_e(reason)}</b><br><span class="note">{_e(_records(n))}, '
                      f'{len(entries)} shown</span>') if i == 0 else ""
             rows.append((
                 label,
-                f'<span class="mono">{_e(r.get("source", ""))}</span><br>'
-                f'<span class="note">{_e(r.get("unit", ""))} {int(_num(r.get("position"))):,}</span>',
-                _e(_visible(_shorten(str(r.get("detail") or ""), 200))),
+                f'<span class="mono">{_e(_visible(_scrub_field(r, "source")))}</span><br>'
+                f'<span class="note">{_e(r.get("unit", ""))} {int(_num(r.get("position"))):,}</span>'
+                + (f'<br><span class="mono">id {_e(_visible(rid))}</span>' if rid else ""),
+                _e(_visible(_shorten(detail, 200))),
                 _excerpt_cell(excerpt, DEAD_EXCERPT_CHARS)))
     return _table(["reason", "source", "detail", "raw excerpt (broken input, shortened)"], rows,
                   cls="dead")
@@ -817,8 +831,9 @@ def _other(stats: Dict[str, Any]) -> str:
                        ("license", "Licences seen"), ("info", "Other counters")):
         values = _counts(stats, key)
         if values:
+            # licence names come from the input records: scrubbed like any input text
             parts.append(f"<div><h3>{_e(title)}</h3>" + _table(
-                ["name", "count"], [(f'<span class="mono">{_e(k)}</span>', f"{v:,}")
+                ["name", "count"], [(f'<span class="mono">{_e(_visible(_scrub(k)))}</span>', f"{v:,}")
                                     for k, v in sorted(values.items())], numeric=(1,)) + "</div>")
     nd = stats.get("near_dedup")
     if isinstance(nd, dict) and nd:

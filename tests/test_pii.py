@@ -47,6 +47,82 @@ def test_positives(text, expected):
     assert found(text) == [expected]
 
 
+# Recall gaps seen on unseen text, each fixed as a general rule (labelled: the exact span).
+JWT_SHORT_SIG = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.Xk2-abc"
+JWT_SPACED_PAYLOAD = "eyJhbGciOiJIUzI1NiJ9.eyAic3ViIjogIjEyMyIgfQ.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+JWT_UNSIGNED = "eyJhbGciOiJub25lIn0.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+JWT_PADDED = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0=.SflKxwRJSMeKKF2QT4fw+k6yJV/adQssw5c="
+JWE = ("eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0..48V1_ALb6US04U3b.5eym8TW_c8SuK0ltJ3rpYIzOeDQz7TALvtu6U"
+       "G9oMo4vpzs9tX_EFShS8iB7j6jiSdiwkIr3ajwQzaBtQD_A.XFBoMYUZodetZdvTiFvSkQ")
+KEY_LINES = ["MIIEowIBAAKCAQEA7qJ3bG9vZHMgYW5kIGZpZWxkcyBvZiB0aGUgdmFsbGV5IGFuZCBw",
+             "bGFpbnMgYW5kIGhpbGxzIGFuZCBtb3VudGFpbnMgYW5kIHJpdmVycyBhbmQgbGFrZXMg",
+             "YW5kIHNlYXM="]
+OPEN_KEY = "-----BEGIN RSA PRIVATE KEY-----\n" + "\n".join(KEY_LINES)
+RECALL_GAPS = [
+    # IPv6: full form of digits only, compressed at a sentence end, IPv4-mapped
+    ("host 2001:4860:4860:0:0:0:0:8888 is up", ("2001:4860:4860:0:0:0:0:8888", "IP_ADDRESS")),
+    ("AAAA 2001:4860:4860:0000:0000:0000:0000:8844 ok", ("2001:4860:4860:0000:0000:0000:0000:8844", "IP_ADDRESS")),
+    ("Egress goes out via 2a00:1450:4001:82a::200e.", ("2a00:1450:4001:82a::200e", "IP_ADDRESS")),
+    ("peer ::ffff:151.101.1.69 closed the stream", ("::ffff:151.101.1.69", "IP_ADDRESS")),
+    ("v6 only: 2abc:def0:1234:5678:9abc:def0:1234:5678", ("2abc:def0:1234:5678:9abc:def0:1234:5678", "IP_ADDRESS")),
+    # JWT shape anywhere, and secrets in environment-style assignments
+    (f"export X_TOKEN={JWT_SHORT_SIG}", (JWT_SHORT_SIG, "SECRET")),
+    (f'API_KEY="{JWT_SPACED_PAYLOAD}"', (JWT_SPACED_PAYLOAD, "SECRET")),
+    (f"sent {JWT_UNSIGNED} upstream", (JWT_UNSIGNED, "SECRET")),
+    (f"cookie {JWE} set", (JWE, "SECRET")),
+    (f"export MY_SESSION={JWT_PADDED}\n", (JWT_PADDED, "SECRET")),
+    ("export SESSION_TOKEN=a1b2c3.d4e5f6.g7h8i9", ("a1b2c3.d4e5f6.g7h8i9", "SECRET")),
+    ("export STRIPE_KEY=rk_prod_51Hx9aQ2eZvKYlo2C", ("rk_prod_51Hx9aQ2eZvKYlo2C", "SECRET")),
+    ("services:\n  web:\n    environment:\n      - SENDGRID_KEY=SG.x7Yh3kP9Qw2.LmN0pR5sT8uV",
+     ("SG.x7Yh3kP9Qw2.LmN0pR5sT8uV", "SECRET")),
+    ('ENCRYPTION_KEY="3f786850e387550fdab836ed7e6dc881"', ("3f786850e387550fdab836ed7e6dc881", "SECRET")),
+    # phones libphonenumber calls unassigned, in an unmistakable phone context
+    ("Tel.: +1 (555) 123-4567", ("+1 (555) 123-4567", "PHONE")),
+    ("Phone: 555-123-4567", ("555-123-4567", "PHONE")),
+    ("please call 555 123 4567 today", ("555 123 4567", "PHONE")),
+    ("Reach Dana on +1 (555) 010-4477 after six", ("+1 (555) 010-4477", "PHONE")),
+    # a private key cut short: to its last base64 line; a blank line and prose end it
+    (OPEN_KEY + "\n\nThanks, Bob", (OPEN_KEY, "SECRET")),
+    ("key: " + OPEN_KEY, (OPEN_KEY, "SECRET")),
+    ("-----BEGIN PGP PRIVATE KEY BLOCK-----\nVersion: GnuPG v2\n\n" + "\n".join(KEY_LINES)
+     + "\n-----END PGP PRIVATE KEY BLOCK-----",
+     ("-----BEGIN PGP PRIVATE KEY BLOCK-----\nVersion: GnuPG v2\n\n" + "\n".join(KEY_LINES)
+      + "\n-----END PGP PRIVATE KEY BLOCK-----", "SECRET")),
+]
+
+
+@pytest.mark.parametrize("text,expected", RECALL_GAPS, ids=[t[:32] for t, _ in RECALL_GAPS])
+def test_recall_gaps(text, expected):
+    assert found(text) == [expected]
+
+
+RECALL_GAP_NEGATIVES = [
+    "Started 12:30:45, lap 01:02:03:04, finished 13:02:11.",
+    "Use std::vector<int>, Foo::Bar, cafe::bad and Data::Dumper here.",
+    "EUI-64 00:1a:2b:ff:fe:3c:4d:5e and MAC 00:1A:2B:3C:4D:5E",
+    "Mapped private ::ffff:192.168.1.10 and ::ffff:127.0.0.1",
+    "Reserved 1999::2000, 100::1, ff02::1 and unique-local fd12:3456:789a::1",
+    "a::b::c is not an address, nor is 2001:db8::1 (documentation)",
+    "SORT_KEY=created_at_2024_v1",
+    "CACHE_KEY_PREFIX=user_profile_v2024",
+    "SSH_KEY=~/.ssh/id_ed25519_work_2024",
+    "PUBLIC_KEY=MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE",
+    "export PRIMARY_KEY=customer_id",
+    "login(password=args.password)",
+    "the token format is header.payload.signature",
+    '<label>Phone</label> <input type="tel" placeholder="(123) 456-7890">',
+    "Dial-in PIN: 7898234#",
+    "Order 555-123-4567 shipped without a phone word.",
+    "Phone: 123-456-7890 is the form's example.",
+    "call stack depth 1234567 frames",
+]
+
+
+@pytest.mark.parametrize("text", RECALL_GAP_NEGATIVES)
+def test_recall_gap_negatives(text):
+    assert found(text) == []
+
+
 NEGATIVES = [
     "git clone git@github.com:org/repo.git",
     "@property def name(self): pass",

@@ -300,3 +300,52 @@ def test_broken_identity_is_reported(image_run, tmp_path):
     (out / "stats.json").write_text(json.dumps(stats))
     page = open(report.build_report(str(out)), encoding="utf-8").read()
     assert "✘ broken: +3 records unaccounted" in page and "IDENTITY BROKEN" in page
+
+
+# ---------------------------------------------------------------- privacy
+
+# A run written with --dead_letter_raw (or by an older version), and samples.jsonl rows
+# holding raw text: the report scrubs every input-derived string it shows.
+LEAK_EMAIL = "mary.major@example.net"
+LEAK_SSN = "219-09-9999"
+LEAK_KEY_LINES = ["MIIEpAIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun",
+                  "VTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxK"]
+LEAK_KEY = ("-----BEGIN RSA PRIVATE KEY-----\n" + "\n".join(LEAK_KEY_LINES)
+            + "\n-----END RSA PRIVATE KEY-----")
+RAW_DEAD_LETTER = [
+    {"source": "in/a.jsonl", "position": 10, "unit": "byte", "reason": "malformed_json",
+     "detail": f"Expecting value near {LEAK_EMAIL}", "raw_excerpt": f'{{"text": "mail {LEAK_EMAIL}, {LEAK_KEY}',
+     "id": LEAK_EMAIL},
+    {"source": "in/a.jsonl", "position": 99, "unit": "byte", "reason": "wrong_type",
+     "detail": f"ssn {LEAK_SSN}", "raw_excerpt": f"-----BEGIN PRIVATE KEY-----\n{LEAK_KEY_LINES[1]}"},
+]
+RAW_SAMPLES = [{"kind": "filtered", "reason": "too_short", "id": LEAK_EMAIL, "source": "in/a.jsonl",
+                "excerpt": f"call {LEAK_SSN} or write {LEAK_EMAIL}"}]
+
+
+@pytest.fixture(scope="module")
+def raw_inputs_page(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report_raw")
+    stats = {"records_in": 3, "records_out": 0, "filtered": {"too_short": 1},
+             "dead_letter": {"malformed_json": 1, "wrong_type": 1}, "license": {LEAK_EMAIL: 1}}
+    (out / "stats.json").write_text(json.dumps(stats))
+    (out / "dead_letter").mkdir()
+    (out / "dead_letter" / "part-0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in RAW_DEAD_LETTER))
+    (out / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in RAW_SAMPLES))
+    return open(report.build_report(str(out)), encoding="utf-8").read()
+
+
+REPORT_LEAKS = [LEAK_EMAIL, LEAK_SSN] + [line[:24] for line in LEAK_KEY_LINES]
+
+
+@pytest.mark.parametrize("piece", REPORT_LEAKS)
+def test_report_scrubs_raw_dead_letter_and_samples(raw_inputs_page, piece):
+    assert piece not in raw_inputs_page
+
+
+REPORT_TAGS = ["&lt;EMAIL&gt;", "&lt;SECRET&gt;", "&lt;US_SSN&gt;"]
+
+
+@pytest.mark.parametrize("tag", REPORT_TAGS)
+def test_report_shows_the_scrubbed_text(raw_inputs_page, tag):
+    assert tag in raw_inputs_page

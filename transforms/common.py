@@ -81,16 +81,24 @@ _SCRUBBER = None
 
 
 def scrubbed_excerpt(text: Any) -> str:
-    """The first characters of ``text`` with PII replaced: what reports may show."""
+    """The first SAMPLE_CHARS characters of ``text`` with PII replaced: what reports may show.
+
+    Scrubbed as the whole text would be, then cut: a finding that runs past the cut
+    (a private key whose END line comes later, an email cut in two) is found in full
+    and shows as its whole tag, never as a visible prefix (transforms.pii.scrub_prefix).
+    """
     global _SCRUBBER
     if not isinstance(text, str) or not text:
         return ""
-    if _SCRUBBER is None:
-        from transforms.pii import PiiScrubber
+    from transforms.pii import PiiScrubber, scrub_prefix
 
+    if _SCRUBBER is None:
         _SCRUBBER = PiiScrubber()
-    excerpt = text[:SAMPLE_CHARS + 100]
-    return _SCRUBBER.scrub(excerpt)[0][:SAMPLE_CHARS].encode("utf-8", "backslashreplace").decode("utf-8")
+    try:
+        excerpt = scrub_prefix(text, SAMPLE_CHARS, _SCRUBBER)
+    except Exception:  # noqa: BLE001 - never show what could not be scrubbed
+        return "[excerpt withheld: PII scrubber failed]"
+    return excerpt.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def is_sample(item) -> bool:
@@ -144,13 +152,28 @@ def text_fingerprint(text: str) -> bytes:
 
 
 def _excerpt(raw: Any) -> str:
+    """About EXCERPT_CHARS characters of ``raw``, cut where no PII finding is split.
+
+    The cut moves past a finding it would fall into (transforms.pii.safe_cut), so
+    scrubbing the excerpt later (scrub_dead_letter_entry) finds all of it: no half
+    email, card or key survives the scrub. Bytes are decoded with backslash escapes;
+    at most 256 KiB of them are looked at.
+    """
     if raw is None:
         return ""
     if isinstance(raw, (bytes, bytearray, memoryview)):
-        raw = bytes(raw[: EXCERPT_CHARS * 4]).decode("utf-8", "backslashreplace")
+        raw = bytes(raw[: 1 << 18]).decode("utf-8", "backslashreplace")
     text = str(raw)
+    if len(text) > EXCERPT_CHARS:
+        from transforms.pii import safe_cut
+
+        try:
+            cut = safe_cut(text, EXCERPT_CHARS)
+        except Exception:  # noqa: BLE001 - bad input never crashes a run; the scrub withholds it
+            cut = EXCERPT_CHARS
+        text = text[:cut]
     # Lone surrogates cannot be written as UTF-8: escape them.
-    return text[:EXCERPT_CHARS].encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def dead_letter_entry(
@@ -162,18 +185,46 @@ def dead_letter_entry(
     unit: str = "byte",
     record_id: Optional[str] = None,
 ) -> Dict[str, Any]:
-    """One dead-letter line: where the broken input was, why, and an excerpt."""
+    """One dead-letter line: where the broken input was, why, and an excerpt.
+
+    ``detail`` and ``raw_excerpt`` are raw (the input as it was, cut where no PII
+    finding is split); the pipelines pass each entry through
+    :func:`scrub_dead_letter_entry` before writing it, unless --dead_letter_raw.
+    """
     entry = {
         "source": source,
         "position": int(position),
         "unit": unit,
         "reason": reason,
-        "detail": _excerpt(detail)[:500] if detail else "",
+        "detail": _excerpt(detail) if detail else "",
         "raw_excerpt": _excerpt(raw),
     }
     if record_id is not None:
         entry["id"] = record_id
     return entry
+
+
+def scrub_dead_letter_entry(entry: Dict[str, Any]) -> Dict[str, Any]:
+    """A copy of a dead-letter entry with ``raw_excerpt`` and ``detail`` PII-scrubbed.
+
+    Findings become tags (``<EMAIL>``, ``<SECRET>``, ...) as the default PII scrubber
+    writes them. ``source``, ``position``, ``unit``, ``reason`` and ``id`` are left as
+    they are: they locate the broken input, and ids are keys, never scrubbed (an id
+    that holds an email stays in the dead letter as it came). Pure: ``entry`` is not
+    changed.
+    """
+    from transforms.pii import scrub
+
+    out = dict(entry)
+    for field in ("raw_excerpt", "detail"):
+        value = out.get(field)
+        if value is None or value == "":
+            continue
+        try:
+            out[field] = scrub(value if isinstance(value, str) else str(value))
+        except Exception:  # noqa: BLE001 - never write what could not be scrubbed
+            out[field] = "[withheld: PII scrubber failed]"
+    return out
 
 
 class CountingDoFn(beam.DoFn):

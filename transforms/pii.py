@@ -19,18 +19,36 @@ Precision over regex alone: every candidate is validated.
   and validated by libphonenumber (``phonenumbers``) for the number's own
   country (``+`` prefix) or the configured national regions; a bare run of
   digits with no separators needs a phone word (tel, call, phone, ...) nearby.
+  In an unmistakable phone context ("Tel.:", "Phone:", "call", or the
+  ``+1 (NNN) NNN-NNNN`` layout) a number libphonenumber calls unassigned is
+  still a phone when it has a full possible length and the shape of its
+  country's numbers (its general pattern; the trunk 0 when written nationally).
 * ``IP_ADDRESS``: public addresses only (``ipaddress``: not private,
   loopback, link-local, documentation or reserved), and not version strings,
   OIDs or section numbers (a dotted quad after "version", "v", "python", ...).
+  IPv6: full, compressed (``::``) and IPv4-mapped (``::ffff:a.b.c.d``, public
+  when its IPv4 address is) forms, in global unicast space (2000::/3), so
+  times, MACs in hex pairs and ``std::vector``-like scopes never parse as one.
 * ``CREDIT_CARD``: 13-19 digits with consistent spaces or dashes, a card
   network prefix, and a valid Luhn check digit.
 * ``US_SSN``: ``AAA-GG-SSSS`` (dashes or spaces) in the valid ranges: no 000,
   666 or 9xx area, no 00 group, no 0000 serial.
 * ``IBAN``: a country code with its IBAN length and a valid mod-97 check.
 * ``SECRET``: provider keys and tokens (AWS, GitHub, GitLab, Slack, Stripe,
-  Google API, JWT), private key blocks, credentials in URLs, and values
+  Google API), JWT-shaped tokens anywhere (``eyJ`` header, signed, unsigned or
+  encrypted), private key blocks (BEGIN..END; a block without its END line
+  runs to its last base64-looking line), credentials in URLs, and values
   assigned to password/secret/token/key names (not placeholders or variable
-  references). Git SHAs, checksums and UUIDs are never matched on their own.
+  references). In environment-style assignments (``export NAME=...``, .env,
+  Dockerfile ENV, compose ``- NAME=...``) the value is a literal even when it
+  looks like a dotted name, and ``*_KEY`` names count when the value looks
+  like a key (16+ characters, a stretch mixing letters and digits). Git SHAs,
+  checksums and UUIDs are never matched on their own.
+
+Excerpts: ``scrub_prefix`` scrubs a prefix exactly as the whole text would be
+scrubbed (``excerpt_window`` says how much of the text that needs), and
+``safe_cut`` finds a cut that splits no finding, for excerpts kept raw and
+scrubbed later.
 
 Speed: each kind is only looked for when a cheap pre-check passes (an ``@``,
 a run of digits, an uppercase country code, a key prefix or keyword), with
@@ -48,7 +66,7 @@ import string
 from typing import List, Optional, Sequence, Tuple
 
 __all__ = ["Span", "KINDS", "PiiConfig", "PiiScrubber", "find_pii", "scrub", "luhn_valid",
-           "iban_valid", "ssn_valid"]
+           "iban_valid", "ssn_valid", "excerpt_window", "scrub_prefix", "safe_cut", "EXCERPT_MARGIN"]
 
 KINDS = ("EMAIL", "PHONE", "IP_ADDRESS", "CREDIT_CARD", "US_SSN", "IBAN", "SECRET")
 # When two findings overlap, the earlier kind in this order wins.
@@ -163,10 +181,27 @@ _DATE_IN_RUN = re.compile(r"(?<!\d)(?:(?:19|20)\d\d[-/.](?:0?[1-9]|1[0-2])[-/.](
 _DOTTED_NUMBER = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|\d+\.\d+")
 _PHONE_WORDS = re.compile(r"(?i)\b(?:tel|telephone|phone|call|mobile|cell|fax|whatsapp|contact|"
                           r"dial|ring|text|sms|hotline|helpline)\b|☎|📞")
+# Words that leave no doubt that the number after them is a phone number, with only
+# non-digits on the same line between ("Tel.: ", "Phone: ", "call us at ").
+_PHONE_CONTEXT = re.compile(
+    r"(?i)(?:\b(?:tel|telephone|phone|mobile|fax|call|dial|whatsapp|hotline|helpline|"
+    r"t[ée]l[ée]phone|telefon|tel[ée]fono|telefono)\b|☎|📞)[^\d\n]{0,24}$")
+# The international layout with a bracketed area code: +1 (NNN) NNN-NNNN, +44 (20) 7946 0958.
+_PHONE_LAYOUT = re.compile(r"\+\d{1,3}[ .\-]?\(\d{1,5}\)[ .\-]?\d{2,5}(?:[ .\-]\d{2,5}){1,3}")
 _IPV4 = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
+# Every IPv6 address holds one of these (::ffff:a.b.c.d and ::1 only the second); the
+# address scan starts just before the first.
 _IPV6_PRECHECK = re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f]{0,4}:")
+_IPV6_PRECHECK_LEADING = re.compile(r"::[0-9A-Fa-f]")
+# A sentence may end right after an address ("... from 2001:4860::8888."): only a dot
+# that continues a number (an embedded IPv4 cut short) rules the match out.
 _IPV6 = re.compile(r"(?<![\w:.])((?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}"
-                   r"(?:(?<=:)\d{1,3}(?:\.\d{1,3}){3})?)(?![\w:.])")
+                   r"(?:(?<=:)\d{1,3}(?:\.\d{1,3}){3})?)(?![\w:]|\.\d)")
+# Public IPv6 addresses are global unicast (2000::/3); everything else parseable is
+# reserved, private, link-local, multicast, or a look-alike: a MAC or EUI-64 in hex pairs
+# (00:1a:...), a time (12:30:45 does not parse), a C++/Perl scope of hex-letter names
+# (cafe::bad, std::vector does not parse).
+_IPV6_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
 _VERSION_WORDS = re.compile(
     r"(?i)(?:\bv|version|\bver\b|release|python|build|firmware|\brev\b|update|upgrade|sdk|"
     r"api|package|library|section|chapter|§|oid|rule|step|clause|figure|table|paragraph|"
@@ -178,8 +213,6 @@ _IBAN_START = re.compile(r"[A-Z]{2}\d{2}")
 # (literal(s), or a regex with a literal prefix, that must occur; pattern): the
 # pattern runs only when the cheap check finds its trigger in the text.
 _SECRET_PATTERNS = [
-    ("PRIVATE KEY", re.compile(
-        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----")),
     (("AKIA", "ASIA", "ABIA", "ACCA"),
      re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}(?![A-Za-z0-9])")),
     (re.compile(r"gh[pousr]_"),
@@ -192,9 +225,25 @@ _SECRET_PATTERNS = [
     (re.compile(r"k_(?:live|test)_"),
      re.compile(r"(?<![A-Za-z0-9_])(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}(?![A-Za-z0-9])")),
     ("AIza", re.compile(r"(?<![A-Za-z0-9_\-])AIza[0-9A-Za-z_\-]{35}(?![A-Za-z0-9_\-])")),
+    # JWT shape: a base64 JSON header ({" is always "eyJ"), then a signed token
+    # (payload.signature, the signature empty for alg "none") or an encrypted one (five
+    # parts, the key part empty for direct encryption); the payload may be anything.
+    # base64url as the standard says, or standard base64 with padding as some libraries write.
     ("eyJ", re.compile(
-        r"(?<![A-Za-z0-9_\-.])eyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{10,}")),
+        r"(?<![A-Za-z0-9_\-.+/])eyJ[A-Za-z0-9_\-+/]{5,}={0,2}\."
+        r"(?:[A-Za-z0-9_\-+/]*={0,2}\.[A-Za-z0-9_\-+/]+={0,2}\.[A-Za-z0-9_\-+/]+={0,2}\."
+        r"[A-Za-z0-9_\-+/]+={0,2}|"
+        r"[A-Za-z0-9_\-+/]{2,}={0,2}\.(?:[A-Za-z0-9_\-+/]+={0,2})?)(?![A-Za-z0-9_\-+/=])")),
 ]
+# Private keys (PEM, OpenSSH, PGP armour): the whole BEGIN..END block; a block without
+# its END line (cut short, pasted in part) runs to its last base64-looking line.
+_PEM_BEGIN = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
+_PEM_END = re.compile(r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
+_PEM_LINE_BREAK = re.compile(r"\r?\n|\\r\\n|\\n")  # real newlines, or \n escapes in JSON/code
+_PEM_HEADER = re.compile(r"[A-Za-z][A-Za-z0-9\-]*: ")  # Proc-Type:, DEK-Info:, Version:, Comment:
+_BASE64_WORDS = re.compile(r"[A-Za-z0-9+/=]+(?:[ \t]+[A-Za-z0-9+/=]+)*")
+_QUOTES = "\"'`"
+_NON_SPACE = re.compile(r"\S*")
 _URL_CREDENTIALS = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://([^\s:/@?#]+:[^\s/@?#]+)@[A-Za-z0-9\[]")
 _SECRET_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "credential")
 # Anchored where a secret word was found: the rest of the key name, an
@@ -209,6 +258,15 @@ _AUTH_SCHEME = re.compile(r"(?i)(?:bearer|basic|token|digest)(?: +|$)")
 _BARE_TOKEN = re.compile(r"[ \t]+([^\s\"',;)}\]]{4,256})")
 _KEY_REST = re.compile(r"[a-z0-9_.\-]*")
 _KEY_CHARS = frozenset(string.ascii_letters + string.digits + "_.-")
+# An environment-style assignment: an UPPER_SNAKE name at the start of a line (after
+# export / ENV / set / a YAML list dash), "=" right after it: shell, .env, Dockerfile,
+# docker-compose. Its value is a literal, never a code expression.
+_ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+_ENV_LEAD = re.compile(r"[ \t]*(?:(?:export|ENV|set|declare -x|-)[ \t]+)?")
+# Names that end in _KEY but hold no secret.
+_PUBLIC_KEY_PARTS = frozenset(("public", "pub", "primary", "foreign", "sort", "partition", "cache",
+                               "hot", "shortcut", "idempotency", "routing", "lookup"))
+_VALUE_PARTS = re.compile(r"[_\-.]")
 _PLACEHOLDER = re.compile(
     r"(?i)^(?:\$|%|\{|<|\[|\(|\?|:-|os\.|process\.env|env\(|getenv|environ|config\.|settings\.|self\.|"
     r"none$|null$|nil$|true$|false$|undefined$|\*+$|x+$|\.\.\.$|your[_\- ]|<|example|"
@@ -222,6 +280,101 @@ _CODE_REFERENCE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*
 def _add(spans: List[Span], start: int, end: int, kind: str) -> None:
     if end > start:
         spans.append(Span(start, end, kind))
+
+
+def _plausible_number(number, raw: str, international: bool) -> bool:
+    """A number that may not be assigned but has the shape of its country's numbers:
+    a full possible length (not a local-only one), the national numbering plan's
+    general pattern ((123) 456-7890 is no NANP number: no area code starts with 1),
+    and, written nationally outside NANP, the trunk prefix (0161 ..., not 161 ...)."""
+    import phonenumbers
+    from phonenumbers import PhoneMetadata
+
+    if phonenumbers.is_possible_number_with_reason(number) != phonenumbers.ValidationResult.IS_POSSIBLE:
+        return False
+    region = phonenumbers.region_code_for_country_code(number.country_code)
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(number.country_code, region)
+    if metadata is None or metadata.general_desc is None:
+        return False
+    national = phonenumbers.national_significant_number(number)
+    if not re.fullmatch(metadata.general_desc.national_number_pattern or "$^", national):
+        return False
+    if international or number.country_code == 1 or not metadata.national_prefix:
+        return True
+    digits = "".join(ch for ch in raw if ch.isdigit())
+    return digits.startswith(metadata.national_prefix)
+
+
+def _env_assignment(text: str, name_start: int, name_end: int) -> bool:
+    """``NAME=value`` at the start of a line, NAME in UPPER_SNAKE case (shell, .env, Dockerfile)."""
+    if name_end >= len(text) or text[name_end] != "=" or text[name_end + 1:name_end + 2] in ("=", ">"):
+        return False
+    if not _ENV_NAME.fullmatch(text, name_start, name_end):
+        return False
+    line_start = text.rfind("\n", 0, name_start) + 1
+    return _ENV_LEAD.fullmatch(text, line_start, name_start) is not None
+
+
+def _token_like(value: str) -> bool:
+    """A key's value, not a name, a path or a URL: 16+ characters without whitespace,
+    one stretch of 8+ (between _ - .) mixing letters and digits (hex, base64, random)."""
+    if len(value) < 16 or value[0] in "/~.$" or "://" in value or any(ch.isspace() for ch in value):
+        return False
+    return any(len(part) >= 8 and any(ch.isdigit() for ch in part) and any(ch.isalpha() for ch in part)
+               for part in _VALUE_PARTS.split(value))
+
+
+def _key_block_end(text: str, begin) -> int:
+    """Where the private-key block opened by the BEGIN line ``begin`` (a match) ends.
+
+    At its END line when one follows before the next BEGIN; otherwise (a key cut short
+    or pasted in part) after its last base64-looking line: header lines (Proc-Type:,
+    DEK-Info:, Version:) and blank lines may come before the body; the body is lines of
+    base64 words; the first other line ends it, keeping only its leading base64 words
+    (a line cut mid-way, a flattened key followed by prose); the end of the text ends it.
+    """
+    pos = begin.end()
+    nxt = _PEM_BEGIN.search(text, pos)
+    limit = nxt.start() if nxt else len(text)
+    end = _PEM_END.search(text, pos, limit)
+    if end:
+        return end.end()
+    block_end, body = pos, False
+    while pos < limit:
+        brk = _PEM_LINE_BREAK.search(text, pos, limit)
+        line_end = brk.start() if brk else limit
+        lo, hi = pos, line_end
+        while lo < hi and (text[lo] in " \t" or text[lo] in _QUOTES):
+            lo += 1
+        while hi > lo and (text[hi - 1] in " \t\r,;+\\" or text[hi - 1] in _QUOTES):
+            hi -= 1
+        if lo == hi:
+            if body:
+                break  # a blank line after the body
+        elif not body and _PEM_HEADER.match(text, lo, hi):
+            block_end = hi
+        else:
+            words = _BASE64_WORDS.match(text, lo, hi)
+            if words and words.end() == hi:
+                body, block_end = True, hi
+            else:
+                if words and (words.end() - lo >= 16 or pos == begin.end()):
+                    block_end = words.end()  # the base64 start of a cut or run-on line
+                break
+        if not brk:
+            break
+        pos = brk.end()
+    return block_end
+
+
+def _private_key_blocks(text: str) -> List[Tuple[int, int]]:
+    blocks, covered = [], 0
+    for begin in _PEM_BEGIN.finditer(text):
+        if begin.start() < covered:
+            continue
+        covered = _key_block_end(text, begin)
+        blocks.append((begin.start(), covered))
+    return blocks
 
 
 class PiiScrubber:
@@ -328,17 +481,33 @@ class PiiScrubber:
                 found = True
             if found:
                 return
+        # libphonenumber knows assigned ranges only; where the context leaves no doubt
+        # ("Tel.: ", "call", +1 (NNN) NNN-NNNN) a number of a possible length for its
+        # region is a phone number too (new or unlisted ranges, fictional 555 numbers).
+        if not (_PHONE_CONTEXT.search(text, max(0, start - 40), start)
+                or _PHONE_LAYOUT.fullmatch(core)):
+            return
+        for region in ((None,) if international else self._regions):
+            found = False
+            for match in PhoneNumberMatcher(core, region, leniency=Leniency.POSSIBLE):
+                if _plausible_number(match.number, match.raw_string, international):
+                    _add(spans, start + match.start, start + match.end, "PHONE")
+                    found = True
+            if found:
+                return
 
-    def _ipv6(self, text: str, spans: List[Span]) -> None:
-        for m in _IPV6.finditer(text):
-            value = m.group(1)
-            if value.count(":") < 2 or not any(c.isalpha() for c in value) and "::" not in value:
-                continue  # 12:30:45 is a time
-            try:
-                ip = ipaddress.IPv6Address(value)
+    def _ipv6(self, text: str, pos: int, spans: List[Span]) -> None:
+        for m in _IPV6.finditer(text, pos):
+            try:  # full (8 groups), compressed (::) and with an embedded IPv4 (::ffff:a.b.c.d)
+                ip = ipaddress.IPv6Address(m.group(1))
             except ValueError:
-                continue
-            if ip.is_global and not ip.is_multicast and ip.ipv4_mapped is None:
+                continue  # 12:30:45, 00:1A:2B:3C:4D:5E, std::vector: not addresses
+            mapped = ip.ipv4_mapped
+            if mapped is not None:  # ::ffff:a.b.c.d is public when the IPv4 address is
+                public = mapped.is_global and not mapped.is_multicast
+            else:
+                public = ip in _IPV6_GLOBAL_UNICAST and ip.is_global
+            if public:
                 _add(spans, m.start(1), m.end(1), "IP_ADDRESS")
 
     def _ipv4(self, text: str, m, spans: List[Span]) -> None:
@@ -390,6 +559,9 @@ class PiiScrubber:
                 _add(spans, m.start(), i, "IBAN")
 
     def _secrets(self, text: str, spans: List[Span]) -> None:
+        if "PRIVATE KEY" in text:
+            for start, end in _private_key_blocks(text):
+                _add(spans, start, end, "SECRET")
         for literal, pattern in _SECRET_PATTERNS:
             if isinstance(literal, tuple):
                 if not any(p in text for p in literal):
@@ -427,9 +599,13 @@ class PiiScrubber:
         seen.add(start)
         if start > 1 and text[start - 2:start] in ("${", "$("):
             return  # ${POSTGRES_PASSWORD:?required}: the name of a variable, not an assignment
-        key = low[start:_KEY_REST.match(low, i).end()]
-        if not _SECRET_KEY_NAME.search(key):
-            return  # "monkey: ...", "keyboard = ..."
+        key_end = _KEY_REST.match(low, i).end()
+        key = low[start:key_end]
+        env = _env_assignment(text, start, key_end)
+        secret_name = _SECRET_KEY_NAME.search(key) is not None
+        if not secret_name and not (env and key.endswith("_key")
+                                    and not _PUBLIC_KEY_PARTS.intersection(key.split("_"))):
+            return  # "monkey: ...", "keyboard = ...", SORT_KEY=...
         group = 1 if m.group(1) is not None else 2 if m.group(2) is not None else 3
         value = m.group(group)
         value_start = m.start(group)
@@ -444,10 +620,14 @@ class PiiScrubber:
                 value_start, value = t.start(1), t.group(1)
         if not value or len(value) < 4 or _PLACEHOLDER.search(value):
             return
-        if group == 3:
+        if not secret_name and not _token_like(value):
+            return  # STRIPE_KEY=sk_..., not CACHE_KEY_PREFIX=user_profile or SSH_KEY=~/.ssh/id
+        if env:
+            pass  # a shell/.env value is a literal: a dotted token is not code, a word is a value
+        elif group == 3:
             if _CODE_REFERENCE.match(value):
                 return  # request.form.get(...), var.db_password, settings["x"]: code, not a literal
-            prefix = text[:m.start(group)]
+            prefix = text[max(0, m.start(group) - 300):m.start(group)]
             env_style = prefix.rstrip(" \t").endswith("=") and not prefix.endswith((" ", "\t"))
             if not env_style and (_PROSE_VALUE.match(value) or len(value) < 6):
                 return  # "password: reset" in prose
@@ -474,8 +654,14 @@ class PiiScrubber:
                     for run in runs:
                         for m in _IPV4.finditer(text, run.start(), run.end()):
                             self._ipv4(text, m, spans)
-            if "IP_ADDRESS" in kinds and text.count(":") >= 2 and _IPV6_PRECHECK.search(text):
-                self._ipv6(text, spans)
+        # IPv6 outside the digit gate: 2abc:def0:... may hold no two adjacent digits
+        if "IP_ADDRESS" in kinds and text.count(":") >= 2:
+            hit = _IPV6_PRECHECK.search(text)
+            if "::" in text:
+                lead = _IPV6_PRECHECK_LEADING.search(text, 0, hit.start() + 2 if hit else len(text))
+                hit = lead or hit
+            if hit:
+                self._ipv6(text, max(0, hit.start() - 5), spans)
         return _resolve(spans)
 
     def pseudonym(self, value: str, kind: str, doc_key: str = "") -> str:
@@ -540,6 +726,85 @@ def scrub(text: str, mode: str = "tag", mask: str = "[REDACTED]", salt: str = ""
     else:
         scrubber = PiiScrubber(PiiConfig(kinds=tuple(kinds), mode=mode, mask=mask, salt=salt))
     return scrubber.scrub(text, doc_key)[0]
+
+
+# ---------------------------------------------------------------------------
+# Excerpts: a prefix of a text, scrubbed as if the whole text had been
+
+# Every finding that holds whitespace is short (a quoted assigned value: at most 256
+# characters and its closing quote; phones, cards, IBANs: under 70) or a private-key
+# block; every other one (emails, tokens, URLs, JWTs) is a run of non-whitespace of any
+# length. Detectors look at most a few characters to the right of a finding.
+EXCERPT_MARGIN = 512
+
+
+def excerpt_window(text: str, limit: int, margin: int = EXCERPT_MARGIN) -> int:
+    """Length of a prefix of ``text`` in which every finding that overlaps ``text[:limit]``
+    is found exactly as in the whole text.
+
+    ``limit + margin`` characters, grown to the end of the whitespace-free run cut
+    there (plus the character after it), and to the end of every private-key block
+    that begins inside: nothing that overlaps the first ``limit`` characters is cut.
+    """
+    n = len(text)
+    end = limit + margin
+    if end >= n:
+        return n
+    end = min(n, _NON_SPACE.match(text, end).end() + 1)
+    if "PRIVATE KEY" in text:
+        for begin in _PEM_BEGIN.finditer(text, 0, end):
+            end = max(end, min(n, _key_block_end(text, begin) + 1))
+    return end
+
+
+def _tag(scrubber: PiiScrubber, text: str, span: Span, doc_key: str) -> str:
+    if scrubber.config.mode == "tag":
+        return f"<{span.kind}>"
+    if scrubber.config.mode == "mask":
+        return scrubber.config.mask
+    return scrubber.pseudonym(text[span.start:span.end], span.kind, doc_key)
+
+
+def scrub_prefix(text: str, limit: int, scrubber: Optional[PiiScrubber] = None,
+                 doc_key: str = "") -> str:
+    """The first ``limit`` characters of ``text`` with PII replaced, as ``scrub`` of the
+    whole text would replace it: a finding that runs past the cut becomes its whole tag,
+    and none is missed because the cut fell inside it."""
+    scrubber = scrubber or _default()
+    spans = scrubber.find(text[:excerpt_window(text, limit)])
+    out, last = [], 0
+    for span in spans:
+        if span.start >= limit:
+            break
+        out.append(text[last:span.start])
+        out.append(_tag(scrubber, text, span, doc_key))
+        last = span.end
+    if last < limit:
+        out.append(text[last:limit])
+    return "".join(out)
+
+
+def safe_cut(text: str, limit: int, scrubber: Optional[PiiScrubber] = None) -> int:
+    """A cut at or after ``limit`` that splits no finding: ``scrub(text[:cut])`` finds
+    every finding of the whole text that lies in ``text[:cut]``.
+
+    A finding the cut falls into, or ends within 2 characters of (a closing quote, the
+    ``@host`` after URL credentials), moves the cut past it; at most one excerpt window
+    further (usually not at all).
+    """
+    if len(text) <= limit:
+        return len(text)
+    scrubber = scrubber or _default()
+    cut = limit
+    while True:
+        window = excerpt_window(text, cut)
+        moved = cut
+        for span in scrubber.find(text[:window]):
+            if span.start < moved < span.end + 2:
+                moved = min(len(text), span.end + 2)
+        if moved == cut or moved >= len(text):
+            return moved
+        cut = moved
 
 
 # ---------------------------------------------------------------------------
