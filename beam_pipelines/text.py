@@ -226,8 +226,9 @@ def validate_io(opts, options: Optional[PipelineOptions] = None) -> List[str]:
     """The checks every pipeline makes on --input and --output_dir; returns the input globs.
 
     Expands ``{date}``/``{datetime}`` in --output_dir, checks every path has a
-    filesystem (cloud paths on Dataflow), that every glob matches a file and
-    that inputs and output do not overlap.
+    filesystem (cloud paths on Dataflow). Listing the globs (every one must
+    match a file, and inputs and output must not overlap) is left to
+    :func:`prepare`, so that validating touches no filesystem.
     """
     if not opts.input:
         raise OptionError("--input: at least one input glob is required")
@@ -236,7 +237,6 @@ def validate_io(opts, options: Optional[PipelineOptions] = None) -> List[str]:
     opts.output_dir = safety.resolve_output_dir(opts.output_dir)
     inputs = safety.split_inputs(opts.input)
     safety.check_paths(inputs, opts.output_dir, options or opts)
-    safety.check_inputs(inputs, opts.output_dir)
     return inputs
 
 
@@ -525,6 +525,7 @@ def prepare(argv: Optional[List[str]], own_options: List[type], validate_fn):
     try:
         safety.check_flags(argv, own_options)
         config = validate_fn(options)
+        safety.check_inputs(config["inputs"], config["output_dir"])
         safety.prepare_output_dir(config["output_dir"])
     except OptionError as e:
         sys.stderr.write(f"error: {e}\n")

@@ -126,8 +126,8 @@ def test_metadata_is_in_step_with_the_options():
 def _check_metadata(pipeline):
     meta = json.load(open(os.path.join(ROOT, "templates", pipeline, "metadata.json")))
     names = [p["name"] for p in meta["parameters"]]
-    module, cls_name = make_metadata.options_class(pipeline)
-    parser = make_metadata.option_parser(getattr(module, cls_name))
+    module, classes = make_metadata.options_class(pipeline)
+    parser = make_metadata.option_parser(classes)
     dests = [a.dest for a in parser._actions if a.option_strings and a.dest != "help"]
     assert sorted(names) == sorted(dests), pipeline
     for param in meta["parameters"]:

@@ -199,12 +199,12 @@ def test_parse_steps_orders_and_defaults():
         text.parse_steps("clean,clean")
 
 
-def test_everything_filtered_still_completes_with_empty_splits(tmp_path):
+def test_everything_filtered_completes_with_empty_splits_only_when_allowed(tmp_path):
     inp = tmp_path / "in"
     inp.mkdir()
     (inp / "short.jsonl").write_text("\n".join(json.dumps({"text": f"Too short {i}."}) for i in range(5)))
     out = tmp_path / "out"
-    stats = run_text([str(inp / "*.jsonl")], out)
+    stats = run_text([str(inp / "*.jsonl")], out, "--allow_empty")
     assert_accounting(stats, out)
     assert stats["records_out"] == 0 and sum(stats["filtered"].values()) == 5
     assert (out / "COMPLETED").exists()

@@ -104,7 +104,8 @@ def test_untokenized_text_loads_as_text(tmp_path):
     run_text([str(inp / "*.jsonl")], out, "--steps", "clean,dedup", "--validation_fraction", "0.3")
     builder = _builder(out)
     assert builder.as_dataset(split="train").element_spec == {
-        "id": tf.TensorSpec((), tf.string), "text": tf.TensorSpec((), tf.string)}
+        "id": tf.TensorSpec((), tf.string), "source": tf.TensorSpec((), tf.string),
+        "text": tf.TensorSpec((), tf.string)}
     for split in ("train", "validation"):
         got = sorted((ex["id"], ex["text"]) for ex in _as_numpy(builder, split))
         want = sorted((r["id"][0], r["text"][0]) for r in read_shards(out, split))

@@ -25,8 +25,25 @@ def test_training_is_deterministic_and_lossless():
 
 
 def test_too_small_vocab_is_a_clear_error():
-    with pytest.raises(ValueError, match="vocab_size=20 is too small"):
+    with pytest.raises(ValueError, match="vocab_size must be at least 262"):
         train_sentencepiece(DOCS, TokenizerConfig(vocab_size=20))
+
+
+def test_more_characters_than_the_vocabulary_holds_are_encoded_as_bytes():
+    import sentencepiece as spm
+
+    from transforms.tokenize import fit_characters
+
+    # 3000 distinct CJK characters and a 300-piece vocabulary: SentencePiece alone fails
+    cjk = "".join(chr(0x4E00 + i) for i in range(3000))
+    docs = DOCS + [cjk[i:i + 40] for i in range(0, 3000, 40)]
+    cfg = TokenizerConfig(vocab_size=300)
+    kept = set("".join(fit_characters(list(docs), cfg))) - {" "}
+    assert len(kept) <= (300 - 260) // 2
+    sp = spm.SentencePieceProcessor(model_proto=train_sentencepiece(docs, cfg))
+    assert sp.get_piece_size() <= 300
+    for text in (cjk[:50], DOCS[0]):
+        assert sp.decode(sp.encode(text)) == text  # byte fallback: nothing lost
 
 
 def test_empty_corpus_is_a_clear_error():

@@ -49,6 +49,7 @@ __all__ = [
     "record_key",
     "node_id",
     "node_record_id",
+    "scrub_dead_letter_entry",
 ]
 
 NAMESPACE = "beamtrain"
