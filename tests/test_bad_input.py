@@ -31,6 +31,18 @@ def _good(i, prefix="good"):
             "text": f"Good document {prefix} {i}. It talks about the weather in town number {i}."}
 
 
+def _warc_response(i, length=None):
+    """A WARC response record; ``length`` overrides (lies about) its Content-Length.
+
+    No target URI: Examples then hold the same keys as the JSONL ones beside them.
+    """
+    block = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n"
+             + f"WARC page {i} has a few plain words about the harbour of town number {i}.".encode())
+    head = (f"WARC/1.0\r\nWARC-Type: response\r\nWARC-Record-ID: <urn:uuid:warc{i}>\r\n"
+            f"Content-Length: {len(block) if length is None else length}\r\n\r\n").encode()
+    return head + block + b"\r\n\r\n"
+
+
 @pytest.fixture(scope="module")
 def broken_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("broken")
@@ -78,6 +90,18 @@ def broken_run(tmp_path_factory):
     (inp / "pickled.jsonl").write_bytes(payload + b"\n")
     (inp / "pickled.txt").write_bytes(payload)
     (inp / "pickled.parquet").write_bytes(payload)
+    # a crawl gone wrong: 200k broken lines in a ~1 KB gzip (stops at max_dead_per_file)
+    (inp / "braces.jsonl.gz").write_bytes(gzip.compress(b"{\n" * 200_000))
+    # a decompression bomb: 1 GiB of blank lines in ~1 MB of gzip (stops at the ratio guard)
+    member = gzip.compress(b"\n" * (8 << 20), compresslevel=9)
+    (inp / "bomb.jsonl.gz").write_bytes(member * 128 + gzip.compress(json.dumps(_good(0, "bomb")).encode()))
+    # a WARC record whose Content-Length lies, between good ones
+    (inp / "lying.warc.gz").write_bytes(b"".join(
+        gzip.compress(_warc_response(i, 10 ** 15 if i == 2 else None)) for i in range(5)))
+    # a UTF-8 byte-order mark before the first line
+    (inp / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + json.dumps(_good(0, "bom")).encode() + b"\n")
+    (inp / "bom.jsonl.gz").write_bytes(gzip.compress(
+        b"\xef\xbb\xbf" + json.dumps(_good(0, "bomgz")).encode() + b"\n"))
     out = d / "out"
     stats = run_text([str(inp / "*")], out, "--steps", "clean,dedup",
                      "--max_doc_bytes", "2000", "--max_dead_letter_fraction", "1.0")
@@ -157,3 +181,30 @@ def test_too_many_broken_records_fail_loudly_without_completed(tmp_path):
     assert not (out / "COMPLETED").exists()
     stats = json.loads((out / "stats.json").read_text())  # written for the post-mortem
     assert stats["dead_letter"] == {"malformed_json": 8}
+
+
+def test_hostile_files_are_bounded_and_counted(broken_run):
+    dead = read_dead_letter(broken_run["out"])
+    braces = _dead_by(dead, "braces.jsonl.gz")
+    assert len(braces) == 1001  # not 200k: the rest of the file is one record
+    assert [r for r, _ in braces].count("too_many_broken_records") == 1
+    assert ("too_many_broken_records", 2000) in braces
+    assert [r for r, _ in _dead_by(dead, "bomb.jsonl.gz")] == ["decompression_bomb"]
+    stats = broken_run["stats"]
+    assert stats["dead_letter"]["too_many_broken_records"] == 1
+    assert stats["dead_letter"]["decompression_bomb"] == 1
+
+
+def test_lying_warc_record_is_one_dead_letter_and_later_records_are_read(broken_run):
+    dead = read_dead_letter(broken_run["out"])
+    assert [r for r, _ in _dead_by(dead, "lying.warc.gz")] == ["too_large"]
+    ids = {r["id"][0].decode() for r in read_shards(broken_run["out"])}
+    assert {f"<urn:uuid:warc{i}>" for i in (0, 1, 3, 4)} <= ids
+    assert "<urn:uuid:warc2>" not in ids
+
+
+def test_byte_order_mark_does_not_break_the_first_record(broken_run):
+    ids = {r["id"][0].decode() for r in read_shards(broken_run["out"])}
+    assert {"bom000", "bomgz000"} <= ids
+    dead = read_dead_letter(broken_run["out"])
+    assert _dead_by(dead, "bom.jsonl") == [] and _dead_by(dead, "bom.jsonl.gz") == []

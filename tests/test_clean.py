@@ -108,3 +108,48 @@ def test_clean_text_idempotent_on_tricky_characters(text):
     once = clean_text(text)
     assert clean_text(once) == once
     assert "\x00" not in once and "\r" not in once and "  " not in once
+
+
+NESTED = "<html><body>" + "<div>" * 200_000 + "<p>Deep words &amp; more survive.</p></body></html>"
+
+
+def test_deeply_nested_html_falls_back_to_linear_visible_text():
+    # ~1 MB of nested <div>: the DOM extractor is quadratic in the depth (minutes)
+    assert len(NESTED) > 1_000_000
+    assert clean.html_depth_bound(NESTED) > clean.MAX_HTML_DEPTH
+    text, fell_back = clean.html_to_text_checked(NESTED)
+    assert fell_back and clean_text(text) == "Deep words & more survive."
+    cleaner = Cleaner(CleanConfig(main_content=False))
+    out, reason = cleaner({"id": "n", "text": NESTED, "meta": {"html": True}})
+    assert reason is None and out["text"] == "Deep words & more survive."
+    assert cleaner.last_info == clean.HTML_FALLBACK
+
+
+def test_normal_pages_keep_main_content_extraction():
+    text, fell_back = clean.html_to_text_checked(PAGE)
+    assert not fell_back and "Next topic" not in text
+    # closed nesting, unclosed <p>/<li> and stray end tags do not count as depth
+    page = ("<div>" * 50 + "x" + "</div>" * 50) * 100 + "<ul>" + "<li>item<p>para" * 2000 + "</ul>"
+    assert clean.html_depth_bound(page) < 60
+    # stray end tags cannot hide depth
+    hidden = "</div>" * 5000 + "<div>" * 5000 + "text"
+    assert clean.html_depth_bound(hidden) >= 5000
+
+
+def test_visible_text_drops_hidden_content_and_stays_linear_on_stray_brackets():
+    html = ("<head><title>T</title><style>p{}</style></head><p>a &lt; b</p><!-- note -->"
+            "<script>if (a<b) x()</script><div>tail</div><script>never closed <p>gone")
+    assert clean_text(clean.visible_text(html)) == "a < b\n\ntail"
+    # a megabyte of "<" with no ">" is text, not a tag to search to the end for
+    assert clean.visible_text("<a" * 300_000).count("<a") == 300_000
+
+
+def test_clean_dofn_counts_the_fallback_under_info():
+    fn = clean._CleanDoFn(CleanConfig())
+    fn.setup()
+    fn.start_bundle()
+    outs = list(fn.process({"id": "n", "text": NESTED, "meta": {"html": True}}))
+    outs += list(fn.process({"id": "p", "text": PAGE, "meta": {"html": True}}))
+    assert [o["text"] for o in outs][0] == "Deep words & more survive."
+    counts = dict(o.value.value for o in fn.finish_bundle())
+    assert counts[("info", clean.HTML_FALLBACK)] == 1

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from transforms import readers
+from transforms import common, readers
 from transforms.readers import ReaderConfig, ReadTask, detect_format, plan_reads, read_task
 
 
@@ -201,3 +201,111 @@ def test_glob_root():
     assert readers.glob_root("/data/crawl/*.jsonl") == "/data/crawl/"
     assert readers.glob_root("gs://b/x/**/y*.gz") == "gs://b/x/"
     assert readers.glob_root("/data/one.jsonl") == "/data/"
+
+
+def test_record_keys_unique_across_roots_and_stable_across_reads(tmp_path):
+    # the same relative name under two --input roots: ids collide, keys must not
+    lines = "\n".join(json.dumps({"text": f"doc {i}"}) for i in range(20)) + "\n"
+    paths = []
+    for root in ("crawl1", "crawl2"):
+        (tmp_path / root).mkdir()
+        path = tmp_path / root / "part.jsonl"
+        path.write_text(lines)
+        paths.append(path)
+    first, second = (_records(_events(p, rel="part.jsonl")) for p in paths)
+    assert [r["id"] for r in first] == [r["id"] for r in second]  # derived from rel: the same
+    assert len({r["key"] for r in first + second}) == 40
+    for path, recs in zip(paths, (first, second)):
+        assert all(r["key"] == common.record_key(str(path), r["position"]) for r in recs)
+        assert all(r["source"] == str(path) for r in recs)
+    again = _records(_events(paths[0], rel="part.jsonl"))
+    assert [r["key"] for r in again] == [r["key"] for r in first]
+
+
+def test_every_reader_sets_a_key(tmp_path):
+    (tmp_path / "a.txt").write_text("A plain text file.")
+    pq.write_table(pa.table({"text": ["row one", "row two"]}), tmp_path / "b.parquet")
+    (tmp_path / "c.warc").write_bytes(_warc_plain(3))
+    keys = []
+    for name in ("a.txt", "b.parquet", "c.warc"):
+        recs = _records(_events(tmp_path / name))
+        assert recs and all(r["key"] == common.record_key(str(tmp_path / name), r["position"])
+                            for r in recs)
+        keys += [r["key"] for r in recs]
+    assert len(set(keys)) == len(keys) == 6
+
+
+@pytest.mark.parametrize("compress", [None, gzip.compress, zstandard.ZstdCompressor().compress],
+                         ids=["plain", "gz", "zst"])
+def test_utf8_bom_at_file_start_is_dropped(tmp_path, compress):
+    data = b"\xef\xbb\xbf" + b'{"id": "first", "text": "one"}\n{"id": "second", "text": "two"}\n'
+    suffix = {None: "", gzip.compress: ".gz"}.get(compress, ".zst")
+    path = tmp_path / ("bom.jsonl" + suffix)
+    path.write_bytes(compress(data) if compress else data)
+    events = _events(path)
+    assert _dead(events) == []
+    recs = _records(events)
+    assert [(r["id"], r["text"], r["position"]) for r in recs] == [("first", "one", 0), ("second", "two", 34)]
+
+
+def _warc_http(i, length=None):
+    """One WARC response record; ``length`` overrides (lies about) its Content-Length."""
+    block = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n"
+             + f"<html><body><p>Page number {i} of the crawl.</p></body></html>".encode())
+    head = (f"WARC/1.0\r\nWARC-Type: response\r\nWARC-Record-ID: <urn:uuid:{i}>\r\n"
+            f"WARC-Target-URI: https://e.org/{i}\r\n"
+            f"Content-Length: {len(block) if length is None else length}\r\n\r\n").encode()
+    return head + block + b"\r\n\r\n", len(block)
+
+
+def _warc_plain(n):
+    return b"".join(_warc_http(i)[0] for i in range(n))
+
+
+LIES = {
+    "huge": lambda true_len: 10 ** 15,                 # far over any cap
+    "past_eof": lambda true_len: true_len + 100_000,   # longer than the rest of the file
+    "into_next": lambda true_len: true_len + 60,       # swallows the head of the next record
+    "short": lambda true_len: true_len - 25,           # ends inside its own block
+}
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["warc", "warc.gz"])
+@pytest.mark.parametrize("lie", sorted(LIES))
+def test_warc_lying_content_length_resyncs_at_next_record(tmp_path, lie, gz):
+    records = []
+    for i in range(12):
+        raw, true_len = _warc_http(i)
+        if i == 6:
+            raw, _ = _warc_http(i, LIES[lie](true_len))
+        records.append(raw)
+    stream = b"".join(records)
+    starts = [sum(len(r) for r in records[:i]) for i in range(12)]
+    path = tmp_path / ("lying.warc.gz" if gz else "lying.warc")
+    # .warc.gz as crawlers write it: one gzip member per record
+    path.write_bytes(b"".join(gzip.compress(r) for r in records) if gz else stream)
+    events = _events(path)
+    recs, dead = _records(events), _dead(events)
+    assert [r["id"] for r in recs] == [f"<urn:uuid:{i}>" for i in range(12) if i != 6]
+    assert [r["position"] for r in recs] == [starts[i] for i in range(12) if i != 6]
+    assert all(f"Page number {r['id'][10:-1]} " in r["text"] for r in recs)
+    assert len(dead) == 1 and dead[0]["position"] == starts[6]
+    assert dead[0]["reason"] in ("too_large", "warc_length_mismatch")
+    assert len(events) == 12  # every record counted once
+
+
+def test_warc_garbage_and_truncation_are_counted(tmp_path):
+    body = _warc_plain(3)
+    path = tmp_path / "junk.warc"
+    # junk before the first record, then a record cut inside its headers
+    path.write_bytes(b"not a warc header\r\n" + body + b"WARC/1.0\r\nWARC-Type: resp")
+    events = _events(path)
+    assert len(_records(events)) == 3
+    assert [(d["reason"], d["position"]) for d in _dead(events)] == [
+        ("corrupt_warc", 0), ("truncated_warc_record", len(b"not a warc header\r\n") + len(body))]
+    # a record whose headers never end: the next record is still read
+    broken = b"WARC/1.0\r\nWARC-Type: response\r\n" + _warc_plain(2)
+    path.write_bytes(broken)
+    events = _events(path)
+    assert [r["id"] for r in _records(events)] == ["<urn:uuid:0>", "<urn:uuid:1>"]
+    assert [d["reason"] for d in _dead(events)] == ["corrupt_warc"]
