@@ -150,6 +150,15 @@ class TextPipelineOptions(PipelineOptions):
                             help="Documents larger than this go to the dead letter.")
         parser.add_argument("--read_chunk_mb", type=int, default=16,
                             help="Plain JSONL files are read in byte ranges of this size.")
+        parser.add_argument("--max_file_bytes", type=int, default=64 << 30,
+                            help="Read at most this many (decompressed) bytes per file; the rest "
+                                 "is one dead-letter record (file_too_large).")
+        parser.add_argument("--max_decompression_ratio", type=float, default=100.0,
+                            help="Stop a compressed file inflating more than this many times "
+                                 "(checked after 16 MiB; decompression_bomb).")
+        parser.add_argument("--max_dead_per_file", type=int, default=1000,
+                            help="Stop reading a file after this many broken records when more "
+                                 "than half its records are broken (too_many_broken_records).")
         parser.add_argument("--html", default="auto", choices=["auto", "always", "never"],
                             help="Treat text as HTML: auto (content type or sniffing), always, never.")
         parser.add_argument("--keep_boilerplate", type=_flag, nargs="?", const=True, default=False,
@@ -255,6 +264,12 @@ def validate(opts: TextPipelineOptions) -> Dict[str, Any]:
                           f"4 special ids and 256 byte-fallback pieces), got {opts.vocab_size}")
     if opts.max_doc_bytes <= 0:
         raise OptionError(f"--max_doc_bytes: must be positive, got {opts.max_doc_bytes}")
+    try:
+        ReaderConfig(max_file_bytes=opts.max_file_bytes,
+                     max_decompression_ratio=opts.max_decompression_ratio,
+                     max_dead_per_file=opts.max_dead_per_file)
+    except ValueError as e:
+        raise OptionError(f"--max_file_bytes / --max_decompression_ratio / --max_dead_per_file: {e}")
     if opts.read_chunk_mb <= 0:
         raise OptionError(f"--read_chunk_mb: must be positive, got {opts.read_chunk_mb}")
     if not 0.0 <= opts.validation_fraction < 1.0:
@@ -317,7 +332,10 @@ def validate(opts: TextPipelineOptions) -> Dict[str, Any]:
         "output_dir": opts.output_dir,
         "steps": steps,
         "reader": {"text_field": opts.text_field, "id_field": opts.id_field,
-                   "max_doc_bytes": opts.max_doc_bytes, "chunk_bytes": opts.read_chunk_mb << 20},
+                   "max_doc_bytes": opts.max_doc_bytes, "chunk_bytes": opts.read_chunk_mb << 20,
+                   "max_file_bytes": opts.max_file_bytes,
+                   "max_decompression_ratio": opts.max_decompression_ratio,
+                   "max_dead_per_file": opts.max_dead_per_file},
         "clean": {"html": opts.html, "main_content": not opts.keep_boilerplate},
         "filter": filter_config.to_dict(),
         "tokenizer": {"model": opts.tokenizer_model, "vocab_size": opts.vocab_size,

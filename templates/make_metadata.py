@@ -52,6 +52,8 @@ SPECIAL = {
     "minhash_num_perm": (r"^([2-9]|[1-9][0-9]{1,3})$", "2 to 9,999."),
     "caption_blocklist_file": (GS_PATH, None),
     "image_root": (GS_PATH, None),
+    "max_file_bytes": (r"^[1-9][0-9]{0,15}$", "Bytes, 1 to 10^16."),
+    "max_decompression_ratio": (r"^[1-9][0-9]{0,5}(\.[0-9]+)?$", "1 or more."),
     "caption_tokenizer_model": (GS_PATH, None),
     "caption_pii_salt_env": (r"^[A-Z_][A-Z0-9_]{0,63}$", None),
     "image_size": (r"^([89]|[1-9][0-9]{1,3})$", "8 to 9,999."),

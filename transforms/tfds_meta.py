@@ -272,7 +272,8 @@ def _observed_keys(output_dir: str, shards: List[Dict[str, Any]]) -> Dict[str, T
             seen[s["split"]] = (s["path"], example_keys(data))
         except ValueError as e:
             raise TfdsMetadataError(f"{s['path']}: first record is not a tf.train.Example: {e}") from e
-    keysets = {path: {k: v[0] for k, v in keys.items()} for path, keys in seen.values()}
+    keysets = {path: {k: v[0] for k, v in keys.items() if k not in OPTIONAL_KEYS}
+               for path, keys in seen.values()}
     if len({json.dumps(k, sort_keys=True) for k in keysets.values()}) > 1:
         raise TfdsMetadataError(f"splits hold different Example keys: {keysets}")
     return next(iter(seen.values()))[1] if seen else {}
