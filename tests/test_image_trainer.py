@@ -296,6 +296,7 @@ def _train(data_dir, model_dir, *extra, env=None):
     cmd = [sys.executable, "-m", "trainer.train_images", "--data_dir", str(data_dir),
            "--model_dir", str(model_dir), "--batch_size", "16", "--image_size", "32",
            "--width", "16", "--cpu_replicas", "2", "--checkpoint_every", "10", "--verbose", "2",
+           "--force",  # synthetic shards: no pipeline run, no COMPLETED
            *map(str, extra)]
     return subprocess.run(cmd, cwd=ROOT, env={**os.environ, **(env or {})},
                           capture_output=True, text=True, timeout=300)

@@ -221,5 +221,5 @@ def test_killed_run_resumes_from_its_checkpoint(lm_data, tmp_path):
 
 def test_untokenized_data_is_a_clear_error(tmp_path):
     write_shards(tmp_path / "d", random_docs(10), 1)
-    proc = _train(tmp_path / "d", tmp_path / "m", "--steps", "2")
+    proc = _train(tmp_path / "d", tmp_path / "m", "--steps", "2", "--force")  # synthetic shards
     assert proc.returncode != 0 and "needs tokenized shards" in proc.stderr
