@@ -123,7 +123,8 @@ def main(argv=None) -> None:
         os.makedirs(inp)
         path = _nested_div(inp, args.scale)
         cases.append(("1 MB of nested <div>", os.path.getsize(path), "beam_pipelines.text",
-                      ["--input", path, "--steps", "clean", "--report=false"]))
+                      ["--input", path, "--steps", "clean", "--report=false",
+                       "--max_doc_bytes", str(4 << 20)]))
         print(f"{'case':42s} {'input':>10s} {'wall s':>8s} {'peak RSS':>10s}  rc  result")
         for i, (name, size, module, extra) in enumerate(cases):
             out = os.path.join(tmp, f"out{i}")

@@ -42,6 +42,10 @@ def main(argv=None) -> None:
     from benchmarks import dedup_scaling
 
     dedup_scaling.main(["--sizes", "10000,100000" if args.quick else "10000,100000,1000000"])
+    print()
+    from benchmarks import hostile
+
+    hostile.main(["--scale", "0.25" if args.quick else "1"])
 
 
 def input_bench(quick: bool = False) -> None:
