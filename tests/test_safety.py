@@ -306,3 +306,19 @@ def test_the_trainer_refuses_an_unfinished_dataset(corpus, tmp_path):
     (out / "COMPLETED").write_text(json.dumps({"content_sha256": "0" * 64}))
     with pytest.raises(ip.DatasetNotReady, match="another run"):
         ip.check_dataset(str(out))
+
+
+def test_the_image_pipeline_reruns_in_its_own_folder(tmp_path):
+    """Every file a run writes (TFDS label files too) is in its manifest, so a rerun is allowed."""
+    from beam_pipelines import images
+
+    out = tmp_path / "images"
+    argv = ["--input", os.path.join(ROOT, "data", "sample", "images", "train", "*", "*"),
+            "--output_dir", str(out), "--image_size", "32", "--max_dead_letter_fraction", "0.5",
+            "--report=false"]
+    images.run(argv)
+    listed = set(json.loads((out / "manifest.json").read_text())["files"])
+    on_disk = {os.path.relpath(os.path.join(d, f), out) for d, _, fs in os.walk(out) for f in fs}
+    assert on_disk <= listed, on_disk - listed
+    stats = images.run(argv)
+    assert stats["accounting"]["holds"] and (out / "COMPLETED").exists()

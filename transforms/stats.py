@@ -221,7 +221,11 @@ class _FinalizeDoFn(beam.DoFn):
             f.write(writers.json_dumps(manifest))
         # dataset_info.json + features.json for tfds.builder_from_directory(out);
         # raises TfdsMetadataError (naming the cause) rather than skipping them
-        tfds_meta.write_tfds_metadata(out, manifest)
+        tfds_files = {_relative(p, out) for p in tfds_meta.write_tfds_metadata(out, manifest)}
+        if not tfds_files <= set(manifest["files"]):  # label files named after their feature
+            manifest["files"] = sorted(set(manifest["files"]) | tfds_files)
+            with FileSystems.create(FileSystems.join(out, "manifest.json")) as f:
+                f.write(writers.json_dumps(manifest))
 
         if not stats["accounting"]["holds"]:
             raise AccountingError(
