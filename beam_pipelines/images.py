@@ -33,12 +33,12 @@ from beam_pipelines.safety import OptionError
 from beam_pipelines.text import (_flag, add_output_args, code_version, execute, main, prepare,
                                  run_settings, sum_counts_and_write_samples, validate_io,
                                  write_dead_letter, write_report)
-from transforms import common
-from transforms.image_readers import LoadImages, ReadImages
-from transforms.image_steps import ImageExactDedup, ImageNearDedup, ProcessImages, ToImageExamples
-from transforms.images import ImageConfig
-from transforms.stats import Finalize
-from transforms.writers import WriteShards, WriterConfig
+from transforms import accounting
+from transforms.read.images import LoadImages, ReadImages
+from transforms.image.steps import ImageExactDedup, ImageNearDedup, ProcessImages, ToImageExamples
+from transforms.image.process import ImageConfig
+from transforms.write.finalize import Finalize
+from transforms.write.shards import WriteShards, WriterConfig
 
 __all__ = ["ImagePipelineOptions", "image_config", "validate", "build_pipeline", "run"]
 
@@ -170,21 +170,21 @@ def build_pipeline(p: beam.Pipeline, config: Dict[str, Any], caption_steps=None)
     if config["kind"] == "pairs":
         loaded = records | "LoadImages" >> beam.ParDo(
             LoadImages(config["max_file_bytes"], image_root=config.get("image_root"))).with_outputs(
-            common.DEAD, common.COUNTS, main="records")
+            accounting.DEAD, accounting.COUNTS, main="records")
         records = loaded.records
-        counts.append(loaded[common.COUNTS])
-        dead.append(loaded[common.DEAD])
+        counts.append(loaded[accounting.COUNTS])
+        dead.append(loaded[accounting.DEAD])
         if caption_steps is not None:
             records, tokenizer = caption_steps(p, records, counts)
     image = dict(config["image"], background=tuple(config["image"]["background"]))
     processed = records | "Images" >> ProcessImages(ImageConfig(**image))
     records = processed.records
-    counts.append(processed[common.COUNTS])
-    dead.append(processed[common.DEAD])
+    counts.append(processed[accounting.COUNTS])
+    dead.append(processed[accounting.DEAD])
     if config["dedup"]:
         exact = records | "ExactDedup" >> ImageExactDedup()
         records = exact.records
-        counts.append(exact[common.COUNTS])
+        counts.append(exact[accounting.COUNTS])
         if config["near_dup_hamming"] >= 0:
             near = records | "NearDedup" >> ImageNearDedup(config["near_dup_hamming"])
             records = near["records"]
@@ -192,7 +192,7 @@ def build_pipeline(p: beam.Pipeline, config: Dict[str, Any], caption_steps=None)
     if config.get("encode_captions") is not None:
         encoded = config["encode_captions"](records, tokenizer)
         records = encoded.records
-        counts.append(encoded[common.COUNTS])
+        counts.append(encoded[accounting.COUNTS])
 
     labels = None
     extras = []
@@ -205,10 +205,10 @@ def build_pipeline(p: beam.Pipeline, config: Dict[str, Any], caption_steps=None)
         extras.append(labels | "WriteLabels" >> beam.Map(_write_labels, out))
     examples = records | "EncodeExamples" >> ToImageExamples(
         config["writer"]["validation_fraction"], labels)
-    counts.append(examples[common.COUNTS])
+    counts.append(examples[accounting.COUNTS])
     shards = examples.examples | "WriteShards" >> WriteShards(out, WriterConfig(**config["writer"]))
-    counts.append(shards[common.COUNTS])
-    dead.append(shards[common.DEAD])
+    counts.append(shards[accounting.COUNTS])
+    dead.append(shards[accounting.DEAD])
     dead_files = write_dead_letter(dead, out, config.get("dead_letter_raw", False))
     total, samples_file = sum_counts_and_write_samples(counts, out)
     manifest_config = {k: v for k, v in config.items() if k != "encode_captions"}

@@ -37,14 +37,14 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_pipelines import images
 from beam_pipelines.safety import OptionError
 from beam_pipelines.text import execute, main, prepare
-from transforms import common
-from transforms.clean import Clean, CleanConfig
-from transforms.content import DEFAULT_BLOCKLIST, BlocklistConfig, load_word_list
-from transforms.filters import FilterConfig
-from transforms.pii import KINDS as PII_KINDS
-from transforms.pii import PiiConfig, ScrubPii
-from transforms.quality import QualityFilter
-from transforms.tokenize import MIN_VOCAB_SIZE, Encode, LoadTokenizer, TokenizerConfig, TrainTokenizer
+from transforms import accounting
+from transforms.text.clean import Clean, CleanConfig
+from transforms.text.content import DEFAULT_BLOCKLIST, BlocklistConfig, load_word_list
+from transforms.text.filters import FilterConfig
+from transforms.text.pii import KINDS as PII_KINDS
+from transforms.text.pii import PiiConfig, ScrubPii
+from transforms.text.quality import QualityFilter
+from transforms.text.tokenize import MIN_VOCAB_SIZE, Encode, LoadTokenizer, TokenizerConfig, TrainTokenizer
 
 __all__ = ["MultimodalPipelineOptions", "run"]
 
@@ -105,17 +105,17 @@ def _caption_steps(config: Dict[str, Any]):
 
     def steps(p, records, counts):
         cleaned = records | "CaptionClean" >> Clean(CleanConfig(html="never"))
-        counts.append(cleaned[common.COUNTS])
+        counts.append(cleaned[accounting.COUNTS])
         words = load_word_list(c["blocklist_file"]) if c["blocklist_file"] else DEFAULT_BLOCKLIST
         filtered = cleaned.records | "CaptionFilter" >> QualityFilter(
             FilterConfig(gopher_quality=False, gopher_repetition=False, c4=False,
                          min_chars=c["min_chars"], max_chars=c["max_chars"]),
             None, BlocklistConfig(words=words, threshold=c["blocklist_threshold"], min_hits=1))
-        counts.append(filtered[common.COUNTS])
+        counts.append(filtered[accounting.COUNTS])
         salt = os.environ.get(c["pii_salt_env"], "") if c["pii_mode"] == "pseudonym" else ""
         scrubbed = filtered.records | "CaptionPii" >> ScrubPii(
             PiiConfig(kinds=PII_KINDS, mode=c["pii_mode"], salt=salt))
-        counts.append(scrubbed[common.COUNTS])
+        counts.append(scrubbed[accounting.COUNTS])
         if c["tokenizer_model"]:
             tokenizer = p | "LoadCaptionTokenizer" >> LoadTokenizer(c["tokenizer_model"], out)
         else:

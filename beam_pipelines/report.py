@@ -372,7 +372,7 @@ def _waterfall(stats: Dict[str, Any]) -> Optional[str]:
 
 
 def _bucket_width(lower: int) -> int:
-    """Width of the bucket starting at ``lower`` (transforms.writers.histogram_bucket)."""
+    """Width of the bucket starting at ``lower`` (transforms.write.shards.histogram_bucket)."""
     if lower < 16:
         return 1
     return 1 << (lower.bit_length() - 4)
@@ -516,7 +516,7 @@ def _scrub(text: str) -> str:
         return ""
     try:
         if _SCRUBBER is None:
-            from transforms.pii import PiiScrubber
+            from transforms.text.pii import PiiScrubber
 
             _SCRUBBER = PiiScrubber()
         return _SCRUBBER.scrub(text)[0]

@@ -35,21 +35,21 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 from beam_pipelines import safety
 from beam_pipelines.runner import runner_for
 from beam_pipelines.safety import OptionError
-from transforms import common
-from transforms.clean import Clean, CleanConfig
-from transforms.dedup import ExactDedup
-from transforms.content import (DEFAULT_BLOCKLIST, DEFAULT_LICENSES, BlocklistConfig,
+from transforms import accounting
+from transforms.text.clean import Clean, CleanConfig
+from transforms.dedup.exact import ExactDedup
+from transforms.text.content import (DEFAULT_BLOCKLIST, DEFAULT_LICENSES, BlocklistConfig,
                                 LicenseConfig, load_word_list)
-from transforms.filters import FilterConfig
-from transforms.pii import KINDS as PII_KINDS
-from transforms.pii import PiiConfig, ScrubPii
-from transforms.minhash import MinHashConfig
-from transforms.near_dedup import NearDedup, NearDedupConfig
-from transforms.quality import QualityFilter
-from transforms.readers import ReadCorpus, ReaderConfig
-from transforms.stats import Finalize
-from transforms.tokenize import MIN_VOCAB_SIZE, Encode, LoadTokenizer, TokenizerConfig, TrainTokenizer
-from transforms.writers import EncodeExamples, WriteShards, WriterConfig
+from transforms.text.filters import FilterConfig
+from transforms.text.pii import KINDS as PII_KINDS
+from transforms.text.pii import PiiConfig, ScrubPii
+from transforms.dedup.minhash import MinHashConfig
+from transforms.dedup.near import NearDedup, NearDedupConfig
+from transforms.text.quality import QualityFilter
+from transforms.read.corpus import ReadCorpus, ReaderConfig
+from transforms.write.finalize import Finalize
+from transforms.text.tokenize import MIN_VOCAB_SIZE, Encode, LoadTokenizer, TokenizerConfig, TrainTokenizer
+from transforms.write.shards import EncodeExamples, WriteShards, WriterConfig
 
 __all__ = ["add_output_args", "TextPipelineOptions", "STEPS", "build_pipeline", "run", "parse_steps"]
 
@@ -404,7 +404,7 @@ def write_report(out: str) -> None:
 
 def _dead_letter_line(entry: Dict[str, Any], raw: bool) -> str:
     if not raw:
-        entry = common.scrub_dead_letter_entry(entry)
+        entry = accounting.scrub_dead_letter_entry(entry)
     return json.dumps(entry, sort_keys=True, ensure_ascii=False)
 
 
@@ -434,10 +434,10 @@ def sum_counts_and_write_samples(counts: List, out: str):
     """
     merged = counts | "MergeCounts" >> beam.Flatten()
     total = (merged
-             | "OnlyCounts" >> beam.Filter(lambda kv: not common.is_sample(kv))
+             | "OnlyCounts" >> beam.Filter(lambda kv: not accounting.is_sample(kv))
              | "SumCounts" >> beam.CombinePerKey(sum))
     samples = (merged
-               | "OnlySamples" >> beam.Filter(common.is_sample)
+               | "OnlySamples" >> beam.Filter(accounting.is_sample)
                | "FewPerOutcome" >> beam.combiners.Sample.FixedSizePerKey(SAMPLES_PER_OUTCOME)
                | "SampleLines" >> beam.FlatMap(lambda kv: sorted(kv[1]))
                | "WriteSamples" >> beam.io.WriteToText(
@@ -461,7 +461,7 @@ def build_pipeline(p: beam.Pipeline, config: Dict[str, Any]) -> None:
     if "clean" in steps:
         cleaned = records | "Clean" >> Clean(CleanConfig(**config["clean"]))
         records = cleaned.records
-        counts.append(cleaned[common.COUNTS])
+        counts.append(cleaned[accounting.COUNTS])
     if "filter" in steps:
         lic = config.get("license")
         blk = config.get("blocklist")
@@ -474,12 +474,12 @@ def build_pipeline(p: beam.Pipeline, config: Dict[str, Any]) -> None:
             LicenseConfig(allow=tuple(lic["allow"]), missing=lic["missing"]) if lic else None,
             blocklist)
         records = kept.records
-        counts.append(kept[common.COUNTS])
+        counts.append(kept[accounting.COUNTS])
     cluster_files = []
     if "dedup" in steps:
         deduped = records | "ExactDedup" >> ExactDedup()
         records = deduped.records
-        counts.append(deduped[common.COUNTS])
+        counts.append(deduped[accounting.COUNTS])
         nd = config.get("near_dedup")
         if nd:
             near = records | "NearDedup" >> NearDedup(near_dedup_config(nd))
@@ -499,7 +499,7 @@ def build_pipeline(p: beam.Pipeline, config: Dict[str, Any]) -> None:
             PiiConfig(kinds=tuple(pc["kinds"]), mode=pc["mode"], mask=pc["mask"], salt=salt,
                       phone_regions=tuple(pc["phone_regions"])), pc["drop_above"])
         records = scrubbed.records
-        counts.append(scrubbed[common.COUNTS])
+        counts.append(scrubbed[accounting.COUNTS])
     tokenizer = p | "NoTokenizer" >> beam.Create([])
     if "tokenize" in steps:
         tcfg = config["tokenizer"]
@@ -512,14 +512,14 @@ def build_pipeline(p: beam.Pipeline, config: Dict[str, Any]) -> None:
             tokenizer = records | "TrainTokenizer" >> TrainTokenizer(tok_config, out)
         encoded = records | "Tokenize" >> Encode(tokenizer, tok_config)
         records = encoded.records
-        counts.append(encoded[common.COUNTS])
+        counts.append(encoded[accounting.COUNTS])
 
     examples = records | "EncodeExamples" >> EncodeExamples(WriterConfig(**config["writer"]))
-    counts.append(examples[common.COUNTS])
+    counts.append(examples[accounting.COUNTS])
     shards = examples.examples | "WriteShards" >> WriteShards(out, WriterConfig(**config["writer"]))
-    counts.append(shards[common.COUNTS])
+    counts.append(shards[accounting.COUNTS])
 
-    dead = dead + [shards[common.DEAD]]
+    dead = dead + [shards[accounting.DEAD]]
     dead_files = write_dead_letter(dead, out, config.get("dead_letter_raw", False))
     total_counts, samples_file = sum_counts_and_write_samples(counts, out)
     _ = p | "Finalize" >> Finalize(

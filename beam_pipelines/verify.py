@@ -15,10 +15,10 @@ re-reads every shard that ``DIR/manifest.json`` lists and checks:
   length, data, masked CRC-32C of the data) is intact, every CRC checked, and
   it holds the manifest's number of records;
 * every record belongs where it is: its id feature (``id``, or ``image/id``
-  for images), less a ``#dupN`` suffix (:func:`transforms.writers.placement_id`),
+  for images), less a ``#dupN`` suffix (:func:`transforms.write.shards.placement_id`),
   hashes to the file's split (``config.writer.validation_fraction``) and to
-  its shard of the file's ``-of-N`` (:func:`transforms.writers.split_of`,
-  :func:`transforms.writers.shard_of`): swapped shards or splits fail;
+  its shard of the file's ``-of-N`` (:func:`transforms.write.shards.split_of`,
+  :func:`transforms.write.shards.shard_of`): swapped shards or splits fail;
 * shard paths are ``data/SPLIT-NNNNN-of-NNNNN.tfrecord`` and agree with their
   entry's split; each split has one N and all of its shards 0..N-1; ``train``
   is there, and ``validation`` exactly when validation_fraction is above 0;
@@ -65,8 +65,8 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.localfilesystem import LocalFileSystem
 
-from transforms import writers
-from transforms.stats import config_digest
+from transforms.write import shards as writers
+from transforms.write.finalize import config_digest
 
 __all__ = ["verify", "check_shard", "example_id", "path_problem", "summary", "main",
            "NO_CONFIG_DIGEST"]

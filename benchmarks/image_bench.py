@@ -5,7 +5,7 @@
 Both sides take the same 1-2 megapixel JPEGs (built from the sample corpus's
 photos, upscaled) to 256 px JPEGs on one core:
 
-* ours: :func:`transforms.images.process_image` (format and size checks,
+* ours: :func:`transforms.image.process.process_image` (format and size checks,
   decompression-bomb guard, JPEG draft-mode decoding, EXIF orientation, mode
   conversion, blank/aspect filters, perceptual hash, resize, crop, encode);
 * plain loop: ``Image.open(...).convert("RGB").resize((256, 256)).save(...)``.
@@ -59,7 +59,7 @@ def plain_loop(data: bytes) -> bytes:
 
 
 def main(argv=None) -> None:
-    from transforms.images import ImageConfig, process_image
+    from transforms.image.process import ImageConfig, process_image
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=40)

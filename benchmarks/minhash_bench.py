@@ -29,14 +29,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from transforms import minhash as mh  # noqa: E402
+from transforms.dedup import minhash as mh  # noqa: E402
 
 NUM_PERM = 128
 
 
 def corpus(target_mb: float) -> List[str]:
     from benchmarks.text_bench import sample_texts
-    from transforms.clean import clean_text
+    from transforms.text.clean import clean_text
 
     base = [clean_text(t) for t in sample_texts()]
     docs, size, n = [], 0, 0

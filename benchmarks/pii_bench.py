@@ -30,7 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from transforms import pii  # noqa: E402
+from transforms.text import pii  # noqa: E402
 
 EVAL_PATH = os.path.join(ROOT, "data", "pii_eval", "pii_eval.jsonl")
 BIGCODE = {"EMAIL": (0.88, 0.96), "IP_ADDRESS": (0.80, 0.83), "SECRET": (0.78, 0.53)}
@@ -98,7 +98,7 @@ def naive_scrub(text: str) -> str:
 
 def corpus(target_mb: float) -> List[str]:
     from benchmarks.text_bench import sample_texts
-    from transforms.clean import clean_text
+    from transforms.text.clean import clean_text
 
     base = [clean_text(t) for t in sample_texts()]
     docs, size = [], 0

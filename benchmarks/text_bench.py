@@ -40,9 +40,9 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from beam_pipelines import demo, text  # noqa: E402
-from transforms import readers  # noqa: E402
-from transforms.clean import Cleaner, CleanConfig, html_to_text  # noqa: E402
-from transforms.filters import FilterConfig, TextFilter  # noqa: E402
+from transforms.read import corpus as readers  # noqa: E402
+from transforms.text.clean import Cleaner, CleanConfig, html_to_text  # noqa: E402
+from transforms.text.filters import FilterConfig, TextFilter  # noqa: E402
 
 
 def sample_texts() -> List[str]:

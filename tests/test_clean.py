@@ -3,8 +3,8 @@ import unicodedata
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from transforms import clean
-from transforms.clean import Cleaner, CleanConfig, clean_text, html_to_text
+from transforms.text import clean
+from transforms.text.clean import Cleaner, CleanConfig, clean_text, html_to_text
 
 PAGE = """<!doctype html><html><head><title>Classes</title><script>var x = 1;</script></head>
 <body><div class="nav"><ul><li><a href="/">Home</a></li><li><a href="/next">Next topic</a></li></ul></div>

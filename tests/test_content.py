@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import assert_accounting, read_shards, run_text
-from transforms.content import (Blocklist, BlocklistConfig, LicenseConfig, LicenseFilter,
+from transforms.text.content import (Blocklist, BlocklistConfig, LicenseConfig, LicenseFilter,
                                 normalize_license)
 
 

@@ -3,8 +3,8 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms import common
-from transforms.dedup import ExactDedup
+from transforms import accounting
+from transforms.dedup.exact import ExactDedup
 
 
 def _rec(rid, text):
@@ -20,8 +20,8 @@ def test_one_survivor_per_text_smallest_id(local_runner):
     out = p | beam.Create(records) | ExactDedup()
     assert_that(out.records | "Ids" >> beam.Map(lambda r: r["id"]), equal_to(["a", "z", "m"]),
                 label="survivors")
-    assert_that(out[common.COUNTS] | beam.CombinePerKey(sum),
-                equal_to([((common.DUPLICATES, "exact"), 3)]), label="counts")
+    assert_that(out[accounting.COUNTS] | beam.CombinePerKey(sum),
+                equal_to([((accounting.DUPLICATES, "exact"), 3)]), label="counts")
     result = p.run()
     result.wait_until_finish()
     counters = result.metrics().query(MetricsFilter().with_name("duplicates.exact"))["counters"]

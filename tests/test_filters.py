@@ -1,4 +1,4 @@
-"""Tests for transforms.filters (pure Python, offline, fast)."""
+"""Tests for transforms.text.filters (pure Python, offline, fast)."""
 from __future__ import annotations
 
 import itertools
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from transforms.filters import LINE_REASONS, REASONS, FilterConfig, TextFilter
+from transforms.text.filters import LINE_REASONS, REASONS, FilterConfig, TextFilter
 
 # A realistic English document: paragraphs of several lines, each line a full
 # sentence or two.  It passes every rule with the default configuration.
@@ -649,7 +649,7 @@ def test_c4_keeps_one_blank_line_per_paragraph_break():
 @given(st.lists(st.sampled_from(list("ab Z9_'’.²½é-#…\u0301\n") + ["x1", "3.5", "don't"]),
                 max_size=40).map("".join))
 def test_word_and_alpha_counts_match_their_regex_definitions(text):
-    from transforms import filters
+    from transforms.text import filters
 
     res = filters._UNICODE_RES
     tokens = res["token"].findall(text)

@@ -10,8 +10,9 @@ import tracemalloc
 
 import pytest
 
-from transforms import common, image_readers
-from transforms.image_readers import LoadImages, read_coco, read_pair_table, read_webdataset
+from transforms import accounting
+from transforms.read import images as image_readers
+from transforms.read.images import LoadImages, read_coco, read_pair_table, read_webdataset
 
 MARKER = b"SECRET-KEY-MATERIAL-7f3a"
 JPEG = b"\xff\xd8\xff\xe0 a tiny stand-in for image bytes \xff\xd9"
@@ -29,7 +30,7 @@ def load(records, image_root=None):
     loaded, dead = [], []
     for record in records:
         for out in fn.process(record):
-            if getattr(out, "tag", None) == common.DEAD:
+            if getattr(out, "tag", None) == accounting.DEAD:
                 dead.append(out.value)
             else:
                 loaded.append(out)
@@ -130,7 +131,7 @@ def test_references_outside_the_table_folder_are_dead_lettered_unread(layout, fm
     assert len(dead) == len(HOSTILE) + 1
     assert sorted(r["position"] for r in records) == list(range(len(HOSTILE), len(HOSTILE) + len(LEGIT)))
     for r in records:
-        assert r["key"] == common.record_key(path, r["position"])
+        assert r["key"] == accounting.record_key(path, r["position"])
     loaded, load_dead = load(records)
     assert load_dead == [] and [r["image_bytes"] for r in loaded] == [JPEG] * len(LEGIT)
     assert len({r["key"] for r in records}) == len(records)
@@ -215,10 +216,10 @@ def test_read_images_and_load_images_carry_image_root(layout, local_runner):
     with TestPipeline(runner=local_runner) as p:
         read = p | image_readers.ReadImages([str(table / "*.tsv")], "pairs", image_root=str(root))
         loaded = read["records"] | beam.ParDo(LoadImages(image_root=str(root))).with_outputs(
-            common.DEAD, common.COUNTS, main="records")
+            accounting.DEAD, accounting.COUNTS, main="records")
         assert_that(loaded.records | beam.Map(lambda r: (r["position"], r["image_bytes"])),
                     equal_to([(0, JPEG)]), label="loaded")
-        dead = (read["dead"], loaded[common.DEAD]) | beam.Flatten()
+        dead = (read["dead"], loaded[accounting.DEAD]) | beam.Flatten()
         assert_that(dead | beam.Map(lambda d: (d["position"], d["reason"])),
                     equal_to([(1, "path_outside_root"), (2, "missing_image")]), label="dead")
 
@@ -228,7 +229,7 @@ def test_folder_records_carry_a_key(tmp_path):
     (tmp_path / "cats" / "x.jpg").write_bytes(JPEG)
     path = str(tmp_path / "cats" / "x.jpg")
     (record,), _ = split(list(image_readers.read_image_file(path, "cats/x.jpg", True, 1 << 20)))
-    assert record["key"] == common.record_key(path, 0) and record["label"] == "cats"
+    assert record["key"] == accounting.record_key(path, 0) and record["label"] == "cats"
 
 
 # ---------------------------------------------------------------- WebDataset identity
@@ -264,7 +265,7 @@ def test_webdataset_ids_are_unique_and_every_member_is_accounted_for(tmp_path):
     names = [m[0] for m in members]
     for r in records:
         name = members[r["position"] - 1][0]
-        assert r["key"] == common.record_key(path, r["position"], name)
+        assert r["key"] == accounting.record_key(path, r["position"], name)
     dups = sorted(names[d["position"] - 1] for d in dead if d["reason"] == "duplicate_member")
     assert dups == sorted(["x.JPG", "y.jpg", "z.jpg", "z.Cls", "a/b.json"])
     assert [d["reason"] for d in dead if d["reason"] != "duplicate_member"] == ["missing_image"]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from transforms.writers import encode_example, tfrecord_frame
+from transforms.write.shards import encode_example, tfrecord_frame
 from trainer import image_input as ii
 from trainer import input_pipeline as ip
 

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from conftest import assert_accounting, read_dead_letter, read_shards
-from transforms import image_readers
-from transforms.images import ImageConfig, ImageReject, dhash128, hamming, process_image
+from transforms.read import images as image_readers
+from transforms.image.process import ImageConfig, ImageReject, dhash128, hamming, process_image
 
 
 SECRET = b"PRIVATE-KEY-0f9e8d7c-never-to-be-read"

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import run_text
-from transforms.common import (EXCERPT_CHARS, SAMPLE_CHARS, dead_letter_entry, scrub_dead_letter_entry,
+from transforms.accounting import (EXCERPT_CHARS, SAMPLE_CHARS, dead_letter_entry, scrub_dead_letter_entry,
                                scrubbed_excerpt)
-from transforms.pii import find_pii, safe_cut, scrub_prefix
+from transforms.text.pii import find_pii, safe_cut, scrub_prefix
 
 # 20 lines of 64 base64 characters: a key far longer than any excerpt
 KEY_LINES = [("MIIEowIBAAKCAQEA%02d" % i + "q7J3bG9vZHMgYW5kIGZpZWxkcyBvZiB0aGUgdmFsbGV5IGFuZ")[:64]

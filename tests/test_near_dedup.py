@@ -13,8 +13,8 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings, strategies as st
 
-from transforms import minhash as mh
-from transforms import near_dedup as nd
+from transforms.dedup import minhash as mh
+from transforms.dedup import near as nd
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -174,8 +174,8 @@ def test_star_rounds_converge_to_component_minimum(graph):
 def _real_paragraph_pool():
     """Words of every readable page of the sample corpus (real English prose), cleaned."""
     from beam_pipelines import demo
-    from transforms import readers
-    from transforms.clean import Cleaner
+    from transforms.read import corpus as readers
+    from transforms.text.clean import Cleaner
 
     cleaner, words, seen = Cleaner(), [], set()
     config = readers.ReaderConfig()
@@ -302,7 +302,7 @@ def test_near_dedup_counts_and_clusters(local_runner):
         out = p | beam.Create(records) | nd.NearDedup()
         assert_that(out["records"] | beam.Map(lambda r: r["id"]), equal_to(["a", "c", "empty"]),
                     label="survivors")
-        from transforms.common import is_sample
+        from transforms.accounting import is_sample
 
         counts = (out["counts"]
                   | beam.Filter(lambda kv: not is_sample(kv) and not kv[0][0].startswith("time_"))

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import assert_accounting, read_shards, run_text
-from transforms import pii
-from transforms.pii import PiiConfig, PiiScrubber, find_pii, luhn_valid, scrub
+from transforms.text import pii
+from transforms.text.pii import PiiConfig, PiiScrubber, find_pii, luhn_valid, scrub
 
 
 def found(text):

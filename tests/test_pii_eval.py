@@ -5,7 +5,7 @@ import os
 import pytest
 
 from benchmarks.pii_bench import EVAL_PATH, evaluate, load_eval
-from transforms.pii import KINDS
+from transforms.text.pii import KINDS
 
 BLIND_PATH = os.path.join(os.path.dirname(EVAL_PATH), "blind_eval.jsonl")
 

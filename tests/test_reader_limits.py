@@ -14,8 +14,9 @@ import pytest
 import zstandard
 from apache_beam import pvalue
 
-from transforms import common, readers
-from transforms.readers import ReaderConfig, plan_reads, read_task
+from transforms import accounting
+from transforms.read import corpus as readers
+from transforms.read.corpus import ReaderConfig, plan_reads, read_task
 
 
 def _events(path, config=ReaderConfig(), on_bytes=None):
@@ -61,8 +62,8 @@ def _assert_accounted(records, dead, counts):
     by_kind = collections.Counter()
     for (kind, _), n in counts.items():
         by_kind[kind] += n
-    assert by_kind[common.DEAD_LETTER] == len(dead)
-    assert by_kind[common.IN] == len(records) + by_kind[common.FILTERED] + by_kind[common.DEAD_LETTER]
+    assert by_kind[accounting.DEAD_LETTER] == len(dead)
+    assert by_kind[accounting.IN] == len(records) + by_kind[accounting.FILTERED] + by_kind[accounting.DEAD_LETTER]
 
 
 def test_config_defaults_and_validation():
@@ -92,8 +93,8 @@ def test_millions_of_broken_lines_stop_at_the_cap(tmp_path):
     # the same through the DoFns: every record counted is accounted for
     records, dead, counts = _through_dofns(path, ReaderConfig())
     _assert_accounted(records, dead, counts)
-    assert counts[(common.IN, "records")] == 1001
-    assert counts[(common.DEAD_LETTER, "too_many_broken_records")] == 1
+    assert counts[(accounting.IN, "records")] == 1001
+    assert counts[(accounting.DEAD_LETTER, "too_many_broken_records")] == 1
 
 
 def test_broken_share_at_or_below_the_threshold_reads_everything(tmp_path):
@@ -157,7 +158,7 @@ def test_max_file_bytes_on_a_plain_file(tmp_path):
     assert "max_file_bytes=450" in dead["detail"]
     records, dead, counts = _through_dofns(path, ReaderConfig(max_file_bytes=450))
     _assert_accounted(records, dead, counts)
-    assert len(records) == 4 and counts[(common.IN, "records")] == 5
+    assert len(records) == 4 and counts[(accounting.IN, "records")] == 5
     # compressed: the same lines are read, the same remainder is cut off
     gz = tmp_path / "plain.jsonl.gz"
     gz.write_bytes(gzip.compress(line * 10))

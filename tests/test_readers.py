@@ -7,8 +7,9 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from transforms import common, readers
-from transforms.readers import ReaderConfig, ReadTask, detect_format, plan_reads, read_task
+from transforms import accounting
+from transforms.read import corpus as readers
+from transforms.read.corpus import ReaderConfig, ReadTask, detect_format, plan_reads, read_task
 
 
 def _events(path, config=ReaderConfig(), rel=None):
@@ -216,7 +217,7 @@ def test_record_keys_unique_across_roots_and_stable_across_reads(tmp_path):
     assert [r["id"] for r in first] == [r["id"] for r in second]  # derived from rel: the same
     assert len({r["key"] for r in first + second}) == 40
     for path, recs in zip(paths, (first, second)):
-        assert all(r["key"] == common.record_key(str(path), r["position"]) for r in recs)
+        assert all(r["key"] == accounting.record_key(str(path), r["position"]) for r in recs)
         assert all(r["source"] == str(path) for r in recs)
     again = _records(_events(paths[0], rel="part.jsonl"))
     assert [r["key"] for r in again] == [r["key"] for r in first]
@@ -229,7 +230,7 @@ def test_every_reader_sets_a_key(tmp_path):
     keys = []
     for name in ("a.txt", "b.parquet", "c.warc"):
         recs = _records(_events(tmp_path / name))
-        assert recs and all(r["key"] == common.record_key(str(tmp_path / name), r["position"])
+        assert recs and all(r["key"] == accounting.record_key(str(tmp_path / name), r["position"])
                             for r in recs)
         keys += [r["key"] for r in recs]
     assert len(set(keys)) == len(keys) == 6

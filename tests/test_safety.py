@@ -205,7 +205,7 @@ def test_one_line_cause_finds_the_cause_inside_beams_wrapping():
     from beam_pipelines.safety import one_line_cause
 
     wrapped = RuntimeError("Traceback (most recent call last):\n  File x\n"
-                           "transforms.stats.TooManyBrokenRecords: 9 of 10 input records are broken"
+                           "transforms.write.finalize.TooManyBrokenRecords: 9 of 10 input records are broken"
                            " [while running 'Finalize']")
     assert one_line_cause(wrapped).startswith("TooManyBrokenRecords: 9 of 10")
 
@@ -262,7 +262,7 @@ def test_text_files_with_the_same_relative_name_under_two_globs_both_survive(tmp
 
 
 def test_renamed_examples_equal_encoding_the_renamed_record():
-    from transforms import writers
+    from transforms.write import shards as writers
 
     features = {"id": "doc-7", "source": "a.jsonl", "text": "hello", "input_ids": [5, 6, 7]}
     data = writers.encode_example(features)

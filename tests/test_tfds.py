@@ -9,7 +9,8 @@ import pytest
 
 from conftest import read_shards, run_text
 from test_text_pipeline import _small_corpus
-from transforms import tfds_meta, writers
+from transforms.write import tfds_meta
+from transforms.write import shards as writers
 
 
 def _builder(out):

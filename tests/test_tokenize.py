@@ -3,7 +3,7 @@ import hashlib
 import pytest
 import sentencepiece as spm
 
-from transforms.tokenize import EOS_ID, PAD_ID, TokenizerConfig, train_sentencepiece, vocab_text
+from transforms.text.tokenize import EOS_ID, PAD_ID, TokenizerConfig, train_sentencepiece, vocab_text
 
 DOCS = [
     f"Document {i}: the quick brown fox jumps over the lazy dog. Numbers {i * 37} and symbols £€.\n"
@@ -32,7 +32,7 @@ def test_too_small_vocab_is_a_clear_error():
 def test_more_characters_than_the_vocabulary_holds_are_encoded_as_bytes():
     import sentencepiece as spm
 
-    from transforms.tokenize import fit_characters
+    from transforms.text.tokenize import fit_characters
 
     # 3000 distinct CJK characters and a 300-piece vocabulary: SentencePiece alone fails
     cjk = "".join(chr(0x4E00 + i) for i in range(3000))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from transforms.writers import encode_example, tfrecord_frame
+from transforms.write.shards import encode_example, tfrecord_frame
 from trainer import input_pipeline as ip
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,7 +87,7 @@ def test_bucketing_batches_only_similar_lengths(tmp_path):
     files = write_shards(tmp_path, docs, 2)
     from collections import Counter
 
-    from transforms.writers import histogram_bucket
+    from transforms.write.shards import histogram_bucket
 
     hist = Counter(histogram_bucket(len(v)) for v in docs.values())  # as stats.json has it
     stats = {"histograms": {"tokens_per_doc": {"bucket_lower_bounds": sorted(hist),

@@ -15,7 +15,7 @@ from beam_pipelines import verify as verify_mod
 from beam_pipelines.verify import check_shard, verify
 from conftest import ROOT, run_text
 from test_text_pipeline import _prose_sentences, _small_corpus
-from transforms import writers
+from transforms.write import shards as writers
 
 DUP_ID = "r3"  # a second input record carries this id: it is written as r3#dup1
 _BUILT = {}

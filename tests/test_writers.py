@@ -3,8 +3,8 @@ import hashlib
 import pytest
 import tensorflow as tf
 
-from transforms import writers
-from transforms.writers import encode_example, histogram_bucket, split_of, tfrecord_frame
+from transforms.write import shards as writers
+from transforms.write.shards import encode_example, histogram_bucket, split_of, tfrecord_frame
 
 
 def test_example_encoding_parses_with_tensorflow():

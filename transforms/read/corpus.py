@@ -11,7 +11,7 @@ a Parquet row, the stream offset of a WARC record, 0 for a text file). Records
 without an id get ``"<relative path>#<position>"`` hashed into a stable id, so
 the same file gives the same ids however it was split.
 
-Every record also gets ``key``: :func:`transforms.common.record_key` of the
+Every record also gets ``key``: :func:`transforms.accounting.record_key` of the
 full path and the position, unique per input record even where two globs
 hold files with the same relative name (ids need not be unique; keys are).
 
@@ -56,8 +56,8 @@ import orjson
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from transforms import common
-from transforms.common import FILTERED, IN, INFO
+from transforms import accounting
+from transforms.accounting import FILTERED, IN, INFO
 
 __all__ = [
     "ReaderConfig",
@@ -256,7 +256,7 @@ def plan_reads(path: str, size: int, rel: str, config: ReaderConfig) -> Iterator
         with _open_raw(path) as f:
             head = f.read(8)
     except Exception as e:  # unreadable file: permissions, vanished, ...
-        yield common.dead_letter_entry(path, 0, "unreadable_file", repr(e), unit="file")
+        yield accounting.dead_letter_entry(path, 0, "unreadable_file", repr(e), unit="file")
         return
     fmt, compression, _ = detect_format(path, head)
     if fmt == JSONL and compression == NONE and size > min(config.chunk_bytes, config.max_file_bytes):
@@ -269,7 +269,7 @@ def plan_reads(path: str, size: int, rel: str, config: ReaderConfig) -> Iterator
         for start in range(0, readable, config.chunk_bytes):
             yield ReadTask(path, fmt, compression, rel, start, min(readable, start + config.chunk_bytes))
         if rest:
-            yield common.dead_letter_entry(
+            yield accounting.dead_letter_entry(
                 path, readable, "file_too_large",
                 f"file of {size} bytes: lines from byte {readable} on not read "
                 f"(max_file_bytes={config.max_file_bytes})")
@@ -286,7 +286,7 @@ def plan_reads(path: str, size: int, rel: str, config: ReaderConfig) -> Iterator
             first = 0
             for i in range(meta.num_row_groups):
                 if stop is not None and i == stop[0]:
-                    plan.append(common.dead_letter_entry(path, first, stop[1], stop[2], unit="row"))
+                    plan.append(accounting.dead_letter_entry(path, first, stop[1], stop[2], unit="row"))
                     break
                 plan.append(ReadTask(path, fmt, compression, rel, row_group=i, first_row=first))
                 first += meta.row_group(i).num_rows
@@ -303,7 +303,7 @@ def plan_reads(path: str, size: int, rel: str, config: ReaderConfig) -> Iterator
 
 
 def derive_id(rel: str, position: int) -> str:
-    return "d%016x" % common.stable_hash64(f"{rel}#{position}")
+    return "d%016x" % accounting.stable_hash64(f"{rel}#{position}")
 
 
 def _looks_html(text: str) -> bool:
@@ -328,17 +328,17 @@ def parse_json_record(
 ) -> Tuple[Optional[dict], Optional[dict]]:
     """One JSONL line -> (record, None) or (None, dead-letter entry)."""
     if len(line) > config.max_doc_bytes + 65536:
-        return None, common.dead_letter_entry(
+        return None, accounting.dead_letter_entry(
             source, position, "too_large", f"line of {len(line)} bytes exceeds the cap", line
         )
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as e:
-        return None, common.dead_letter_entry(
+        return None, accounting.dead_letter_entry(
             source, position, _classify_json_error(line, e), str(e), line
         )
     if not isinstance(obj, dict):
-        return None, common.dead_letter_entry(
+        return None, accounting.dead_letter_entry(
             source, position, "not_an_object", f"got a JSON {type(obj).__name__}", line
         )
     return record_from_mapping(obj, source, rel, position, config, line)
@@ -352,21 +352,21 @@ def record_from_mapping(
     text = obj.get(config.text_field)
     if text is None:
         reason = "missing_text" if config.text_field not in obj else "null_text"
-        return None, common.dead_letter_entry(
+        return None, accounting.dead_letter_entry(
             source, position, reason, f"field {config.text_field!r}", raw, unit)
     if not isinstance(text, str):
-        return None, common.dead_letter_entry(
+        return None, accounting.dead_letter_entry(
             source, position, "wrong_type",
             f"field {config.text_field!r} is {type(text).__name__}, expected string", raw, unit)
     if len(text) > config.max_doc_bytes or len(text.encode("utf-8", "surrogatepass")) > config.max_doc_bytes:
-        return None, common.dead_letter_entry(
+        return None, accounting.dead_letter_entry(
             source, position, "too_large",
             f"document of {len(text)} characters exceeds max_doc_bytes={config.max_doc_bytes}", text, unit)
     rid = obj.get(config.id_field)
     if rid is None or rid == "":
         rid = derive_id(rel, position)
     elif isinstance(rid, bool) or not isinstance(rid, (str, int)):
-        return None, common.dead_letter_entry(
+        return None, accounting.dead_letter_entry(
             source, position, "wrong_type",
             f"field {config.id_field!r} is {type(rid).__name__}, expected string or integer", raw, unit)
     else:
@@ -381,7 +381,7 @@ def record_from_mapping(
         meta["html"] = "html" in content_type.lower()
     else:
         meta["html"] = _looks_html(text)
-    return {"id": rid, "key": common.record_key(source, position), "text": text, "source": source,
+    return {"id": rid, "key": accounting.record_key(source, position), "text": text, "source": source,
             "position": position, "meta": meta}, None
 
 
@@ -666,11 +666,11 @@ def iter_jsonl(task: ReadTask, config: ReaderConfig,
                 return
             if isinstance(line, Exception):
                 reason, detail = _remainder_reason(line)
-                yield "dead", common.dead_letter_entry(
+                yield "dead", accounting.dead_letter_entry(
                     task.path, position, reason, f"{detail}; records before this offset were kept")
                 return
             if isinstance(line, _TooLong):
-                yield "dead", common.dead_letter_entry(
+                yield "dead", accounting.dead_letter_entry(
                     task.path, position, "too_large",
                     f"line of {line.length} bytes exceeds the cap", line.head)
                 continue
@@ -702,13 +702,13 @@ def iter_parquet(task: ReadTask, config: ReaderConfig,
         try:
             pf = pq.ParquetFile(raw)
         except Exception as e:
-            yield "dead", common.dead_letter_entry(
+            yield "dead", accounting.dead_letter_entry(
                 task.path, 0, "unreadable_parquet", f"{type(e).__name__}: {e}", unit="file")
             return
         names = set(pf.schema_arrow.names)
         if config.text_field not in names:
             if task.row_group <= 0:
-                yield "dead", common.dead_letter_entry(
+                yield "dead", accounting.dead_letter_entry(
                     task.path, 0, "missing_text_column",
                     f"no column {config.text_field!r} among {sorted(names)[:20]}", unit="file")
             return
@@ -720,14 +720,14 @@ def iter_parquet(task: ReadTask, config: ReaderConfig,
         first = task.first_row if task.row_group >= 0 else 0
         for g in groups:
             if stop is not None and g == stop[0]:
-                yield "dead", common.dead_letter_entry(task.path, first, stop[1], stop[2], unit="row")
+                yield "dead", accounting.dead_letter_entry(task.path, first, stop[1], stop[2], unit="row")
                 return
             n_rows = pf.metadata.row_group(g).num_rows
             try:
                 table = pf.read_row_group(g, columns=columns)
                 cols = {c: table.column(c).to_pylist() for c in columns}
             except Exception as e:
-                yield "dead", common.dead_letter_entry(
+                yield "dead", accounting.dead_letter_entry(
                     task.path, first, "corrupt_row_group",
                     f"row group {g} ({n_rows} rows): {type(e).__name__}: {e}", unit="row")
                 first += n_rows
@@ -965,19 +965,19 @@ def _warc_events(reader: _ByteReader, task: ReadTask, config: ReaderConfig,
             return
         if not line.startswith(b"WARC/"):
             skipped = reader.scan_to(_WARC_VERSION, line.endswith(b"\n"))
-            yield "dead", common.dead_letter_entry(
+            yield "dead", accounting.dead_letter_entry(
                 path, start, "corrupt_warc",
                 f"no WARC record here: {len(line) + skipped} bytes skipped to the next WARC/1. line",
                 line)
             continue
         headers, problem = _read_warc_headers(reader)
         if problem == "eof":
-            yield "dead", common.dead_letter_entry(
+            yield "dead", accounting.dead_letter_entry(
                 path, start, "truncated_warc_record", "the file ends inside the record's headers", line)
             return
         if problem is not None:
             pending[0] = None
-            yield "dead", common.dead_letter_entry(
+            yield "dead", accounting.dead_letter_entry(
                 path, start, "corrupt_warc", _HEADER_PROBLEMS[problem] + "; resumed at the next WARC/1. line",
                 line)
             if problem != "new_record":
@@ -986,7 +986,7 @@ def _warc_events(reader: _ByteReader, task: ReadTask, config: ReaderConfig,
         declared = headers.get("content-length", "")
         if not (declared.isdigit() and len(declared) < 20):
             pending[0] = None
-            yield "dead", common.dead_letter_entry(
+            yield "dead", accounting.dead_letter_entry(
                 path, start, "corrupt_warc",
                 f"missing or invalid Content-Length {declared[:40]!r}; resumed at the next WARC/1. line",
                 line)
@@ -999,7 +999,7 @@ def _warc_events(reader: _ByteReader, task: ReadTask, config: ReaderConfig,
             # Never trusted: the next record is found by its version line, not by this length.
             pending[0] = None
             if document:
-                yield "dead", common.dead_letter_entry(
+                yield "dead", accounting.dead_letter_entry(
                     path, start, "too_large",
                     f"WARC block of {length} bytes exceeds the cap ({cap} bytes, 4 x max_doc_bytes); "
                     "resumed at the next WARC/1. line")
@@ -1012,11 +1012,11 @@ def _warc_events(reader: _ByteReader, task: ReadTask, config: ReaderConfig,
         if len(block) < length:
             at = _warc_version_line_in(block)
             if at is None:
-                yield "dead", common.dead_letter_entry(
+                yield "dead", accounting.dead_letter_entry(
                     path, start, "truncated_warc_record", f"read {len(block)} of {length} bytes", block)
                 return
             pending[0] = None
-            yield "dead", common.dead_letter_entry(
+            yield "dead", accounting.dead_letter_entry(
                 path, start, "warc_length_mismatch",
                 f"Content-Length {length} runs past the end of the file; resumed at the WARC record "
                 f"at offset {block_start + at}", block[:at])
@@ -1025,7 +1025,7 @@ def _warc_events(reader: _ByteReader, task: ReadTask, config: ReaderConfig,
         if not _at_record_boundary(reader, errors):
             at = _warc_version_line_in(block)
             pending[0] = None
-            yield "dead", common.dead_letter_entry(
+            yield "dead", accounting.dead_letter_entry(
                 path, start, "warc_length_mismatch",
                 f"the block of Content-Length {length} does not end at a record boundary; "
                 "resumed at the next WARC/1. line", block)
@@ -1079,7 +1079,7 @@ def iter_warc(task: ReadTask, config: ReaderConfig,
         except errors as e:
             reason, detail = _remainder_reason(e)
             at = pending[0] if pending[0] is not None else reader.offset
-            yield "dead", common.dead_letter_entry(
+            yield "dead", accounting.dead_letter_entry(
                 task.path, at, reason, f"{detail}; records before this offset were kept")
 
 
@@ -1114,22 +1114,22 @@ def iter_text(task: ReadTask, config: ReaderConfig,
             data = _read_upto(stream, config.max_doc_bytes + 1)
         except (_STREAM_ERRORS + _zstd_error() + (ReadLimitExceeded,)) as e:
             reason, detail = _remainder_reason(e)
-            yield "dead", common.dead_letter_entry(task.path, 0, reason, detail, unit="file")
+            yield "dead", accounting.dead_letter_entry(task.path, 0, reason, detail, unit="file")
             return
     if data.startswith(_BOM):
         data = data[3:]
     if _is_binary(data):
-        yield "dead", common.dead_letter_entry(
+        yield "dead", accounting.dead_letter_entry(
             task.path, 0, "binary_file", "NUL or control bytes: not a text file", data, unit="file")
         return
     if len(data) > config.max_doc_bytes:
-        yield "dead", common.dead_letter_entry(
+        yield "dead", accounting.dead_letter_entry(
             task.path, 0, "too_large", f"file exceeds max_doc_bytes={config.max_doc_bytes}", data, unit="file")
         return
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        yield "dead", common.dead_letter_entry(task.path, 0, "invalid_utf8", str(e), data, unit="file")
+        yield "dead", accounting.dead_letter_entry(task.path, 0, "invalid_utf8", str(e), data, unit="file")
         return
     obj = {"text": text}
     record, dead = record_from_mapping(obj, task.path, task.rel, 0, config, raw=data, unit="file")
@@ -1156,7 +1156,7 @@ def _stop_when_broken(events: Iterator[Event], task: ReadTask, config: ReaderCon
                 close = getattr(events, "close", None)
                 if close is not None:
                     close()
-                yield "dead", common.dead_letter_entry(
+                yield "dead", accounting.dead_letter_entry(
                     task.path, value["position"], "too_many_broken_records",
                     f"{dead} of the first {seen} records were broken (max_dead_per_file="
                     f"{config.max_dead_per_file}, max_broken_share={config.max_broken_share:g}); "
@@ -1187,14 +1187,14 @@ def read_task(task: ReadTask, config: ReaderConfig,
                 head = f.read(200)
         except Exception:
             head = b""
-        yield "dead", common.dead_letter_entry(
+        yield "dead", accounting.dead_letter_entry(
             task.path, 0, "unknown_format",
             "not JSONL, Parquet, WARC/WET or text (by extension and content)", head, unit="file")
         return
     try:
         yield from _stop_when_broken(reader(task, config, on_bytes), task, config)
     except Exception as e:  # last line of defence: never crash the run
-        yield "dead", common.dead_letter_entry(
+        yield "dead", accounting.dead_letter_entry(
             task.path, task.start, "read_error", f"{type(e).__name__}: {e}", unit="file")
 
 
@@ -1212,7 +1212,7 @@ class _ExpandGlob(beam.DoFn):
                    "rel": rel}
 
 
-class _PlanReads(common.CountingDoFn):
+class _PlanReads(accounting.CountingDoFn):
     def __init__(self, config: ReaderConfig):
         super().__init__()
         self._config = config
@@ -1253,7 +1253,7 @@ class _Progress:
                 self._bytes / 1e6, self._bytes / 1e6 / max(elapsed, 1e-9), elapsed)
 
 
-class _ReadTasks(common.CountingDoFn):
+class _ReadTasks(accounting.CountingDoFn):
     def __init__(self, config: ReaderConfig):
         super().__init__()
         self._config = config
@@ -1315,13 +1315,13 @@ class ReadCorpus(beam.PTransform):
             | "ExpandGlobs" >> beam.ParDo(_ExpandGlob())
         )
         planned = files | "PlanReads" >> beam.ParDo(_PlanReads(self._config)).with_outputs(
-            common.DEAD, common.COUNTS, main="tasks")
+            accounting.DEAD, accounting.COUNTS, main="tasks")
         read = (
             planned.tasks
             | "SpreadTasks" >> beam.Reshuffle()
             | "ReadTasks" >> beam.ParDo(_ReadTasks(self._config)).with_outputs(
-                common.DEAD, common.COUNTS, main="records")
+                accounting.DEAD, accounting.COUNTS, main="records")
         )
-        dead = (planned[common.DEAD], read[common.DEAD]) | "MergeReadDead" >> beam.Flatten()
-        counts = (planned[common.COUNTS], read[common.COUNTS]) | "MergeReadCounts" >> beam.Flatten()
+        dead = (planned[accounting.DEAD], read[accounting.DEAD]) | "MergeReadDead" >> beam.Flatten()
+        counts = (planned[accounting.COUNTS], read[accounting.COUNTS]) | "MergeReadCounts" >> beam.Flatten()
         return {"records": read.records, "dead": dead, "counts": counts, "files": files}

@@ -86,12 +86,12 @@ def scrubbed_excerpt(text: Any) -> str:
 
     Scrubbed as the whole text would be, then cut: a finding that runs past the cut
     (a private key whose END line comes later, an email cut in two) is found in full
-    and shows as its whole tag, never as a visible prefix (transforms.pii.scrub_prefix).
+    and shows as its whole tag, never as a visible prefix (transforms.text.pii.scrub_prefix).
     """
     global _SCRUBBER
     if not isinstance(text, str) or not text:
         return ""
-    from transforms.pii import PiiScrubber, scrub_prefix
+    from transforms.text.pii import PiiScrubber, scrub_prefix
 
     if _SCRUBBER is None:
         _SCRUBBER = PiiScrubber()
@@ -155,7 +155,7 @@ def text_fingerprint(text: str) -> bytes:
 def _excerpt(raw: Any) -> str:
     """About EXCERPT_CHARS characters of ``raw``, cut where no PII finding is split.
 
-    The cut moves past a finding it would fall into (transforms.pii.safe_cut), so
+    The cut moves past a finding it would fall into (transforms.text.pii.safe_cut), so
     scrubbing the excerpt later (scrub_dead_letter_entry) finds all of it: no half
     email, card or key survives the scrub. Bytes are decoded with backslash escapes;
     at most 256 KiB of them are looked at.
@@ -166,7 +166,7 @@ def _excerpt(raw: Any) -> str:
         raw = bytes(raw[: 1 << 18]).decode("utf-8", "backslashreplace")
     text = str(raw)
     if len(text) > EXCERPT_CHARS:
-        from transforms.pii import safe_cut
+        from transforms.text.pii import safe_cut
 
         try:
             cut = safe_cut(text, EXCERPT_CHARS)
@@ -214,7 +214,7 @@ def scrub_dead_letter_entry(entry: Dict[str, Any]) -> Dict[str, Any]:
     that holds an email stays in the dead letter as it came). Pure: ``entry`` is not
     changed.
     """
-    from transforms.pii import scrub
+    from transforms.text.pii import scrub
 
     out = dict(entry)
     for field in ("raw_excerpt", "detail"):

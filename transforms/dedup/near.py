@@ -1,6 +1,6 @@
 """Near-duplicate removal at corpus scale: MinHash LSH and connected components, all in Beam.
 
-1. **Signatures** (:mod:`transforms.minhash`): documents are batched and
+1. **Signatures** (:mod:`transforms.dedup.minhash`): documents are batched and
    signed per batch (vectorised shingling, compiled permutation loop).
    Documents with no shingle (no word at all) are never candidates.
 2. **LSH**: each document emits one (band key, id) per band; ``GroupByKey``
@@ -40,8 +40,9 @@ import apache_beam as beam
 import numpy as np
 from apache_beam import pvalue
 
-from transforms import common, minhash
-from transforms.common import DUPLICATES, INFO
+from transforms import accounting
+from transforms.dedup import minhash
+from transforms.accounting import DUPLICATES, INFO
 
 __all__ = ["NearDedupConfig", "NearDedup", "bucket_pairs", "similarity", "large_star",
            "small_star", "HIST_CLUSTER_SIZE"]
@@ -138,7 +139,7 @@ def small_star(node: str, smaller: Iterable[str]) -> Iterable[Tuple[str, str]]:
 # Beam
 
 
-class _Signatures(common.CountingDoFn):
+class _Signatures(accounting.CountingDoFn):
     """Batches of records -> (id, payload) for LSH; payload per verification mode."""
 
     def __init__(self, config: NearDedupConfig):
@@ -161,7 +162,7 @@ class _Signatures(common.CountingDoFn):
             if offsets[i + 1] == offsets[i]:
                 self.count(INFO, "near_dedup.no_shingles")
                 continue
-            rid = common.node_id(record)
+            rid = accounting.node_id(record)
             if self._config.verify == "estimate":
                 yield pvalue.TaggedOutput(SIGS, (rid, sigs[i].tobytes()))
             elif self._config.verify == "exact":
@@ -171,7 +172,7 @@ class _Signatures(common.CountingDoFn):
                 yield key, rid
 
 
-class _BucketPairs(common.CountingDoFn):
+class _BucketPairs(accounting.CountingDoFn):
     def __init__(self, max_bucket: int):
         super().__init__()
         self._max_bucket = max_bucket
@@ -194,7 +195,7 @@ def _attach_first(keyed):
             yield v, (u, sig)
 
 
-class _Verify(common.CountingDoFn):
+class _Verify(accounting.CountingDoFn):
     def __init__(self, config: NearDedupConfig):
         super().__init__()
         self._mode = config.verify
@@ -255,7 +256,7 @@ class _StarRound(beam.PTransform):
         return small, changes
 
 
-class _DropDuplicates(common.CountingDoFn):
+class _DropDuplicates(accounting.CountingDoFn):
     def process(self, keyed):
         _, grouped = keyed
         records, dropped = grouped["record"], grouped["drop"]
@@ -288,10 +289,10 @@ def _cluster_rows(kv):
     root, children = kv
     children = sorted(set(children))
     size = len(children) + 1
-    root_id = common.node_record_id(root)
+    root_id = accounting.node_record_id(root)
     yield {"id": root_id, "cluster_id": root_id, "cluster_size": size}
     for child in children:
-        yield {"id": common.node_record_id(child), "cluster_id": root_id, "cluster_size": size}
+        yield {"id": accounting.node_record_id(child), "cluster_id": root_id, "cluster_size": size}
 
 
 class NearDedup(beam.PTransform):
@@ -311,16 +312,16 @@ class NearDedup(beam.PTransform):
             | "BatchForSignatures" >> beam.BatchElements(
                 min_batch_size=16, max_batch_size=cfg.batch_size)
             | "Signatures" >> beam.ParDo(_Signatures(cfg)).with_outputs(
-                common.COUNTS, SIGS, main="bands")
+                accounting.COUNTS, SIGS, main="bands")
         )
         candidates = (
             signed.bands
             | "GroupBands" >> beam.GroupByKey()
             | "BucketPairs" >> beam.ParDo(_BucketPairs(cfg.max_bucket)).with_outputs(
-                common.COUNTS, main="pairs")
+                accounting.COUNTS, main="pairs")
         )
         pairs = candidates.pairs | "DistinctPairs" >> beam.Distinct()
-        counts = [signed[common.COUNTS], candidates[common.COUNTS]]
+        counts = [signed[accounting.COUNTS], candidates[accounting.COUNTS]]
         if cfg.verify == "none":
             edges = pairs
         else:
@@ -335,10 +336,10 @@ class NearDedup(beam.PTransform):
             verified = (
                 {"half": half, "sig": sigs}
                 | "JoinSecondSignature" >> beam.CoGroupByKey()
-                | "VerifyPairs" >> beam.ParDo(_Verify(cfg)).with_outputs(common.COUNTS, main="edges")
+                | "VerifyPairs" >> beam.ParDo(_Verify(cfg)).with_outputs(accounting.COUNTS, main="edges")
             )
             edges = verified.edges
-            counts.append(verified[common.COUNTS])
+            counts.append(verified[accounting.COUNTS])
         for i in range(cfg.max_rounds):
             edges, changes = edges | f"StarRound{i:02d}" >> _StarRound(i)
             counts.append(changes)
@@ -349,13 +350,13 @@ class NearDedup(beam.PTransform):
             | "KeyRemoved" >> beam.Map(lambda rid: (rid, True))
         )
         survivors = (
-            {"record": records | "KeyByNode" >> beam.Map(lambda r: (common.node_id(r), r)),
+            {"record": records | "KeyByNode" >> beam.Map(lambda r: (accounting.node_id(r), r)),
              "drop": removed}
             | "JoinRemovals" >> beam.CoGroupByKey()
             | "DropNearDuplicates" >> beam.ParDo(_DropDuplicates()).with_outputs(
-                common.COUNTS, main="records")
+                accounting.COUNTS, main="records")
         )
-        counts.append(survivors[common.COUNTS])
+        counts.append(survivors[accounting.COUNTS])
         grouped = (
             edges
             | "ByRoot" >> beam.Map(lambda e: (e[1], e[0]))

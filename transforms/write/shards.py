@@ -26,8 +26,8 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from transforms import common
-from transforms.common import INFO, OUT
+from transforms import accounting
+from transforms.accounting import INFO, OUT
 
 __all__ = [
     "WriterConfig",
@@ -232,12 +232,12 @@ def placement_id(record_id: str) -> str:
 
 
 def split_of(record_id: str, validation_fraction: float) -> str:
-    bucket = common.stable_hash64("split:" + record_id) % 1_000_000
+    bucket = accounting.stable_hash64("split:" + record_id) % 1_000_000
     return VALIDATION if bucket < validation_fraction * 1_000_000 else TRAIN
 
 
 def shard_of(record_id: str, num_shards: int) -> int:
-    return common.stable_hash64("shard:" + record_id) % num_shards
+    return accounting.stable_hash64("shard:" + record_id) % num_shards
 
 
 def shard_path(output_dir: str, split: str, index: int, num_shards: int) -> str:
@@ -262,7 +262,7 @@ def num_shards_for(total_bytes: int, records: int, config: WriterConfig) -> int:
 # Beam transforms
 
 
-class _ToExample(common.CountingDoFn):
+class _ToExample(accounting.CountingDoFn):
     def __init__(self, config: WriterConfig):
         super().__init__()
         self._config = config
@@ -301,7 +301,7 @@ class EncodeExamples(beam.PTransform):
 
     def expand(self, records):
         return records | "ToExample" >> beam.ParDo(_ToExample(self._config)).with_outputs(
-            common.COUNTS, main="examples")
+            accounting.COUNTS, main="examples")
 
 
 class _AssignShard(beam.DoFn):
@@ -315,7 +315,7 @@ class _AssignShard(beam.DoFn):
         yield (split, shard_of(placement_id(rid), shards), shards), example
 
 
-class _WriteShard(common.CountingDoFn):
+class _WriteShard(accounting.CountingDoFn):
     """One shard: its examples sorted by (id, bytes), ids made unique, framed and written.
 
     Records that share an id hash to the same split and shard, so they meet
@@ -346,7 +346,7 @@ class _WriteShard(common.CountingDoFn):
                     self.count(INFO, DUPLICATE_IDS)
                     if self._duplicate_ids == "dead_letter":
                         source, position = example[5] if len(example) > 5 else ("", 0)
-                        yield self.dead(common.dead_letter_entry(
+                        yield self.dead(accounting.dead_letter_entry(
                             source, position, "duplicate_id",
                             f"input id {rid!r} was already written", unit="record",
                             record_id=rid))
@@ -400,7 +400,7 @@ class WriteShards(beam.PTransform):
             | "GroupShards" >> beam.GroupByKey()
             | "WriteShard" >> beam.ParDo(
                 _WriteShard(self._output_dir, self._config.duplicate_ids)).with_outputs(
-                common.COUNTS, common.DEAD, main="shards")
+                accounting.COUNTS, accounting.DEAD, main="shards")
         )
 
 

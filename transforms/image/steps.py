@@ -1,6 +1,6 @@
 """Beam steps of the image pipelines: validate/resize, exact and near-duplicate removal, Examples.
 
-* :class:`ProcessImages` runs :func:`transforms.images.process_image` on each
+* :class:`ProcessImages` runs :func:`transforms.image.process.process_image` on each
   record: broken files go to the dead letter, rule failures are counted as
   filtered, both with their reason; formats, sizes and aspect ratios are
   counted for stats.json.
@@ -10,7 +10,7 @@
   LSH on the hash bits (8 bands of 16 bits: two hashes within Hamming
   distance 7 agree on at least one band), candidate pairs verified by Hamming
   distance, then the same large-star/small-star components as text
-  (:mod:`transforms.near_dedup`), smallest id surviving.
+  (:mod:`transforms.dedup.near`), smallest id surviving.
 * :class:`ToImageExamples`: the TF object-detection feature names
   (``image/encoded``, ``image/format``, ``image/height``, ``image/width``,
   ``image/id``, ``image/class/label``, ``caption/text``, ``caption/input_ids``).
@@ -25,11 +25,12 @@ from typing import Dict, Optional
 import apache_beam as beam
 from apache_beam import pvalue
 
-from transforms import common, near_dedup as nd
-from transforms.common import FILTERED, INFO
-from transforms.dedup import KeepSmallestId, _EmitSurvivors
-from transforms.images import ImageConfig, ImageReject, hamming, process_image
-from transforms.writers import encode_example, histogram_bucket, placement_id, split_of
+from transforms import accounting
+from transforms.dedup import near as nd
+from transforms.accounting import FILTERED, INFO
+from transforms.dedup.exact import KeepSmallestId, _EmitSurvivors
+from transforms.image.process import ImageConfig, ImageReject, hamming, process_image
+from transforms.write.shards import encode_example, histogram_bucket, placement_id, split_of
 
 __all__ = ["ProcessImages", "ImageExactDedup", "ImageNearDedup", "ToImageExamples",
            "HIST_LONG_SIDE", "HIST_ASPECT"]
@@ -39,7 +40,7 @@ HIST_ASPECT = "hist.image_aspect_ratio_x100"
 PHASH = "phash"
 
 
-class _ProcessDoFn(common.CountingDoFn):
+class _ProcessDoFn(accounting.CountingDoFn):
     def __init__(self, config: ImageConfig):
         super().__init__()
         self._config = config
@@ -52,7 +53,7 @@ class _ProcessDoFn(common.CountingDoFn):
         except ImageReject as e:
             self.time("images", time.perf_counter() - start)
             if e.kind == "dead":
-                yield self.dead(common.dead_letter_entry(
+                yield self.dead(accounting.dead_letter_entry(
                     record["source"], record["position"], e.reason, e.detail, data[:64],
                     unit="file" if record["position"] == 0 else "record", record_id=record["id"]))
             else:
@@ -77,7 +78,7 @@ class ProcessImages(beam.PTransform):
 
     def expand(self, records):
         return records | "ValidateResize" >> beam.ParDo(_ProcessDoFn(self._config)).with_outputs(
-            common.DEAD, common.COUNTS, main="records")
+            accounting.DEAD, accounting.COUNTS, main="records")
 
 
 class ImageExactDedup(beam.PTransform):
@@ -89,17 +90,17 @@ class ImageExactDedup(beam.PTransform):
             | "KeyBySourceHash" >> beam.Map(
                 lambda r: (r["source_sha256"] + "|" + " ".join(r.get("text", "").lower().split()), r))
             | "KeepSmallestId" >> beam.CombinePerKey(KeepSmallestId())
-            | "EmitSurvivors" >> beam.ParDo(_EmitSurvivors()).with_outputs(common.COUNTS, main="records")
+            | "EmitSurvivors" >> beam.ParDo(_EmitSurvivors()).with_outputs(accounting.COUNTS, main="records")
         )
 
 
 def _band_keys(record: dict, bands: int = 8):
     h = record[PHASH]
     for i in range(bands):
-        yield (i, (h >> (16 * i)) & 0xFFFF), common.node_id(record)
+        yield (i, (h >> (16 * i)) & 0xFFFF), accounting.node_id(record)
 
 
-class _VerifyHamming(common.CountingDoFn):
+class _VerifyHamming(accounting.CountingDoFn):
     def __init__(self, max_distance: int):
         super().__init__()
         self._max = max_distance
@@ -126,13 +127,13 @@ class ImageNearDedup(beam.PTransform):
         self._bucket = max_bucket
 
     def expand(self, records):
-        hashes = records | "NodeHash" >> beam.Map(lambda r: (common.node_id(r), r[PHASH]))
+        hashes = records | "NodeHash" >> beam.Map(lambda r: (accounting.node_id(r), r[PHASH]))
         candidates = (
             records
             | "BandKeys" >> beam.FlatMap(_band_keys)
             | "GroupBands" >> beam.GroupByKey()
             | "BucketPairs" >> beam.ParDo(nd._BucketPairs(self._bucket)).with_outputs(
-                common.COUNTS, main="pairs")
+                accounting.COUNTS, main="pairs")
         )
         pairs = candidates.pairs | "DistinctPairs" >> beam.Distinct()
         half = ({"pair": pairs, "sig": hashes}
@@ -141,9 +142,9 @@ class ImageNearDedup(beam.PTransform):
         verified = ({"half": half, "sig": hashes}
                     | "JoinSecondHash" >> beam.CoGroupByKey()
                     | "VerifyHamming" >> beam.ParDo(_VerifyHamming(self._max)).with_outputs(
-                        common.COUNTS, main="edges"))
+                        accounting.COUNTS, main="edges"))
         edges = verified.edges
-        counts = [candidates[common.COUNTS], verified[common.COUNTS]]
+        counts = [candidates[accounting.COUNTS], verified[accounting.COUNTS]]
         for i in range(self._rounds):
             edges, changes = edges | f"StarRound{i:02d}" >> nd._StarRound(i)
             counts.append(changes)
@@ -151,16 +152,16 @@ class ImageNearDedup(beam.PTransform):
                    | "Children" >> beam.Map(lambda e: e[0])
                    | "DistinctChildren" >> beam.Distinct()
                    | "KeyRemoved" >> beam.Map(lambda rid: (rid, True)))
-        survivors = ({"record": records | "KeyByNode" >> beam.Map(lambda r: (common.node_id(r), r)),
+        survivors = ({"record": records | "KeyByNode" >> beam.Map(lambda r: (accounting.node_id(r), r)),
                       "drop": removed}
                      | "JoinRemovals" >> beam.CoGroupByKey()
                      | "DropNearDuplicates" >> beam.ParDo(nd._DropDuplicates()).with_outputs(
-                         common.COUNTS, main="records"))
-        counts.append(survivors[common.COUNTS])
+                         accounting.COUNTS, main="records"))
+        counts.append(survivors[accounting.COUNTS])
         return {"records": survivors.records, "counts": counts | "MergeCounts" >> beam.Flatten()}
 
 
-class _ToExample(common.CountingDoFn):
+class _ToExample(accounting.CountingDoFn):
     def __init__(self, validation_fraction: float):
         super().__init__()
         self._fraction = validation_fraction
@@ -193,8 +194,8 @@ class ToImageExamples(beam.PTransform):
     def expand(self, records):
         if self._labels is None:
             return records | "ToExample" >> beam.ParDo(_ToExample(self._fraction)).with_outputs(
-                common.COUNTS, main="examples")
+                accounting.COUNTS, main="examples")
         index = self._labels | "LabelIndex" >> beam.Map(lambda names: {n: i for i, n in enumerate(names)})
         return records | "ToExample" >> beam.ParDo(
             _ToExample(self._fraction), label_index=pvalue.AsSingleton(index)).with_outputs(
-                common.COUNTS, main="examples")
+                accounting.COUNTS, main="examples")

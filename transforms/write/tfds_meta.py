@@ -38,7 +38,7 @@ beamtrain's ``dataset_version`` and ``content_sha256`` are in the description
 and the release notes. Any failure raises :class:`TfdsMetadataError` naming
 the cause.
 
-Re-write the metadata of an existing output: ``python -m transforms.tfds_meta DIR``.
+Re-write the metadata of an existing output: ``python -m transforms.write.tfds_meta DIR``.
 """
 
 from __future__ import annotations
@@ -407,10 +407,10 @@ def write_tfds_metadata(output_dir: str, manifest: Dict[str, Any]) -> List[str]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """``python -m transforms.tfds_meta DIR``: (re)write the TFDS metadata of an output."""
+    """``python -m transforms.write.tfds_meta DIR``: (re)write the TFDS metadata of an output."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m transforms.tfds_meta", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m transforms.write.tfds_meta", description=main.__doc__)
     parser.add_argument("output_dir")
     args = parser.parse_args(argv)
     try:

@@ -22,8 +22,10 @@ from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from transforms import common, tfds_meta, writers
-from transforms.common import DEAD_LETTER, DUPLICATES, FILTERED, IN, INFO, OUT
+from transforms import accounting
+from transforms.write import tfds_meta
+from transforms.write import shards as writers
+from transforms.accounting import DEAD_LETTER, DUPLICATES, FILTERED, IN, INFO, OUT
 
 __all__ = ["build_stats", "identity_holds", "Finalize", "TooManyBrokenRecords",
            "AccountingError", "EmptyOutputError", "sum_counts", "config_digest"]
@@ -86,10 +88,10 @@ def build_stats(counts: Dict[Tuple[str, str], int]) -> Dict[str, Any]:
         "info": dict(sorted(by_kind[INFO].items())),
         "histograms": {},
     }
-    seconds = by_kind.get(common.TIME_SECONDS, {})
+    seconds = by_kind.get(accounting.TIME_SECONDS, {})
     if seconds:
         total = sum(seconds.values()) or 1.0
-        calls = by_kind.get(common.TIME_CALLS, {})
+        calls = by_kind.get(accounting.TIME_CALLS, {})
         # worker time per stage, summed over workers: which stage costs what share
         stats["timing"] = {stage: {"seconds": round(sec, 3), "calls": int(calls.get(stage, 0)),
                                    "share": round(sec / total, 4)}

@@ -1,6 +1,6 @@
 """Exact deduplication on a hash of the normalized text.
 
-Records are keyed by :func:`transforms.common.text_fingerprint` (case and
+Records are keyed by :func:`transforms.accounting.text_fingerprint` (case and
 whitespace folded) and combined per key, keeping one survivor: the record with
 the smallest id (ties broken by source and position, so the choice never
 depends on arrival order or worker count). The combine is lifted before the
@@ -14,8 +14,8 @@ from typing import Any, Optional, Tuple
 
 import apache_beam as beam
 
-from transforms import common
-from transforms.common import DUPLICATES
+from transforms import accounting
+from transforms.accounting import DUPLICATES
 
 __all__ = ["survivor_key", "KeepSmallestId", "ExactDedup"]
 
@@ -54,7 +54,7 @@ class KeepSmallestId(beam.CombineFn):
         return acc
 
 
-class _EmitSurvivors(common.CountingDoFn):
+class _EmitSurvivors(accounting.CountingDoFn):
     def process(self, keyed: Tuple[Any, _Acc]):
         _, (best, n) = keyed
         if n > 1:
@@ -69,8 +69,8 @@ class ExactDedup(beam.PTransform):
     def expand(self, records):
         return (
             records
-            | "KeyByTextHash" >> beam.Map(lambda r: (common.text_fingerprint(r["text"]), r))
+            | "KeyByTextHash" >> beam.Map(lambda r: (accounting.text_fingerprint(r["text"]), r))
             | "KeepSmallestId" >> beam.CombinePerKey(KeepSmallestId())
             | "EmitSurvivors" >> beam.ParDo(_EmitSurvivors()).with_outputs(
-                common.COUNTS, main="records")
+                accounting.COUNTS, main="records")
         )

@@ -1,8 +1,8 @@
 """The filter step as a Beam transform: licence allowlist, word blocklist, quality rules.
 
-In order: :class:`transforms.content.LicenseFilter` (on the record's
-``license`` metadata), :class:`transforms.content.Blocklist`, then
-:class:`transforms.filters.TextFilter` (C4, Gopher, length). Each dropped
+In order: :class:`transforms.text.content.LicenseFilter` (on the record's
+``license`` metadata), :class:`transforms.text.content.Blocklist`, then
+:class:`transforms.text.filters.TextFilter` (C4, Gopher, length). Each dropped
 document is counted under ``filtered.<reason>``; documents the licence rule
 lets through are counted under ``license.<family>`` (or ``license.missing``); lines removed by the C4 line rules
 under ``lines_removed.<reason>`` (informational: a document that loses lines
@@ -16,10 +16,10 @@ from typing import Optional
 
 import apache_beam as beam
 
-from transforms import common
-from transforms.common import FILTERED
-from transforms.content import Blocklist, BlocklistConfig, LicenseConfig, LicenseFilter
-from transforms.filters import FilterConfig, TextFilter
+from transforms import accounting
+from transforms.accounting import FILTERED
+from transforms.text.content import Blocklist, BlocklistConfig, LicenseConfig, LicenseFilter
+from transforms.text.filters import FilterConfig, TextFilter
 
 __all__ = ["QualityFilter", "LINES_REMOVED", "LICENSE"]
 
@@ -27,7 +27,7 @@ LINES_REMOVED = "lines_removed"
 LICENSE = "license"
 
 
-class _FilterDoFn(common.CountingDoFn):
+class _FilterDoFn(accounting.CountingDoFn):
     def __init__(self, config: FilterConfig, license_config: Optional[LicenseConfig],
                  blocklist_config: Optional[BlocklistConfig]):
         super().__init__()
@@ -91,4 +91,4 @@ class QualityFilter(beam.PTransform):
     def expand(self, records):
         return records | "QualityRules" >> beam.ParDo(_FilterDoFn(
             self._config, self._license_config, self._blocklist_config)).with_outputs(
-                common.COUNTS, main="records")
+                accounting.COUNTS, main="records")

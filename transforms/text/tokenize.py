@@ -22,7 +22,7 @@ from typing import Iterable, List, Tuple
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from transforms import common
+from transforms import accounting
 
 __all__ = ["TokenizerConfig", "train_sentencepiece", "vocab_text", "TrainTokenizer",
            "LoadTokenizer", "Encode", "TokenizerError", "fit_characters", "MIN_VOCAB_SIZE", "PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID"]
@@ -178,7 +178,7 @@ class TrainTokenizer(beam.PTransform):
         cap = self._config.max_chars_per_doc
         return (
             records
-            | "SampleKey" >> beam.Map(lambda r: (common.stable_hash64(r["id"]), r["text"][:cap]))
+            | "SampleKey" >> beam.Map(lambda r: (accounting.stable_hash64(r["id"]), r["text"][:cap]))
             | "DeterministicSample" >> beam.combiners.Top.Smallest(self._config.sample_docs)
             | "DropEmptySample" >> beam.Filter(bool)
             | "TrainSentencePiece" >> beam.ParDo(_TrainDoFn(self._config, self._output_dir))
@@ -206,7 +206,7 @@ class LoadTokenizer(beam.PTransform):
         return pbegin | "ModelPath" >> beam.Create([self._model_path]) | "ReadModel" >> beam.Map(load)
 
 
-class _EncodeDoFn(common.CountingDoFn):
+class _EncodeDoFn(accounting.CountingDoFn):
     def __init__(self, add_eos: bool):
         super().__init__()
         self._add_eos = add_eos
@@ -252,5 +252,5 @@ class Encode(beam.PTransform):
                 min_batch_size=8, max_batch_size=self._config.batch_size)
             | "EncodeBatch" >> beam.ParDo(
                 _EncodeDoFn(self._config.add_eos), model=beam.pvalue.AsSingleton(self._model, default_value=None))
-            .with_outputs(common.COUNTS, main="records")
+            .with_outputs(accounting.COUNTS, main="records")
         )

@@ -47,8 +47,8 @@ from typing import Optional, Tuple
 
 import apache_beam as beam
 
-from transforms import common
-from transforms.common import FILTERED, INFO
+from transforms import accounting
+from transforms.accounting import FILTERED, INFO
 
 __all__ = ["CleanConfig", "html_to_text", "html_depth_bound", "visible_text", "clean_text",
            "Cleaner", "Clean", "MAX_HTML_DEPTH", "HTML_FALLBACK"]
@@ -339,7 +339,7 @@ class Cleaner:
         return out, None
 
 
-class _CleanDoFn(common.CountingDoFn):
+class _CleanDoFn(accounting.CountingDoFn):
     def __init__(self, config: CleanConfig):
         super().__init__()
         self._config = config
@@ -370,4 +370,4 @@ class Clean(beam.PTransform):
 
     def expand(self, records):
         return records | "CleanText" >> beam.ParDo(_CleanDoFn(self._config)).with_outputs(
-            common.COUNTS, main="records")
+            accounting.COUNTS, main="records")

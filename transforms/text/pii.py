@@ -816,10 +816,10 @@ PII = "pii"  # counts kind: findings per PII kind (stats.json "pii")
 def _beam():
     import apache_beam as beam
 
-    from transforms import common
-    from transforms.common import FILTERED, INFO
+    from transforms import accounting
+    from transforms.accounting import FILTERED, INFO
 
-    class _PiiDoFn(common.CountingDoFn):
+    class _PiiDoFn(accounting.CountingDoFn):
         def __init__(self, config: PiiConfig, drop_above: int):
             super().__init__()
             self._config = config
@@ -858,7 +858,7 @@ def _beam():
 
         def expand(self, records):
             return records | "FindAndScrub" >> beam.ParDo(
-                _PiiDoFn(self._config, self._drop_above)).with_outputs(common.COUNTS, main="records")
+                _PiiDoFn(self._config, self._drop_above)).with_outputs(accounting.COUNTS, main="records")
 
     return ScrubPii
 

@@ -1,7 +1,7 @@
 """Image and image-caption readers: folders, COCO captions, TSV/Parquet pairs, WebDataset tars.
 
 Each reader yields *items*: ``("record", dict)`` or ``("dead", dead-letter
-entry)``. An image record has ``id``, ``key`` (:func:`transforms.common.record_key`
+entry)``. An image record has ``id``, ``key`` (:func:`transforms.accounting.record_key`
 of the input file, the record's position and, in tars, the member name: unique
 per input record), ``source``, ``position`` and either ``image_bytes`` or
 ``image_path`` (loaded later, by :class:`LoadImages`), plus ``label`` (folder
@@ -71,9 +71,9 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from transforms import common
-from transforms.common import IN
-from transforms.readers import _ExpandGlob, derive_id
+from transforms import accounting
+from transforms.accounting import IN
+from transforms.read.corpus import _ExpandGlob, derive_id
 
 __all__ = ["read_image_file", "read_coco", "read_pair_table", "read_webdataset", "ReadImages",
            "ReadPairs", "LoadImages", "IMAGE_EXTENSIONS", "MAX_SAMPLE_BYTES"]
@@ -160,13 +160,13 @@ def read_image_file(path: str, rel: str, labels_from_dirs: bool, max_bytes: int)
         with _open(path) as f:
             data = f.read(max_bytes + 1)
     except Exception as e:  # noqa: BLE001
-        yield "dead", common.dead_letter_entry(path, 0, "unreadable_file", repr(e), unit="file")
+        yield "dead", accounting.dead_letter_entry(path, 0, "unreadable_file", repr(e), unit="file")
         return
     if len(data) > max_bytes:
-        yield "dead", common.dead_letter_entry(path, 0, "too_large", f"over {max_bytes} bytes",
+        yield "dead", accounting.dead_letter_entry(path, 0, "too_large", f"over {max_bytes} bytes",
                                                unit="file")
         return
-    record = {"id": derive_id(rel, 0), "key": common.record_key(path, 0), "source": path,
+    record = {"id": derive_id(rel, 0), "key": accounting.record_key(path, 0), "source": path,
               "position": 0, "image_bytes": data}
     if labels_from_dirs:
         parent = posixpath.basename(_dirname(path))
@@ -183,13 +183,13 @@ def _pair(source: str, position: int, rel: str, image_ref, caption, bases: Seque
     any of its candidates resolves outside the root.
     """
     if not image_ref or not isinstance(image_ref, str):
-        return "dead", common.dead_letter_entry(source, position, "missing_image_reference",
+        return "dead", accounting.dead_letter_entry(source, position, "missing_image_reference",
                                                 repr(image_ref)[:200], unit="row")
     if caption is not None and not isinstance(caption, str):
-        return "dead", common.dead_letter_entry(source, position, "wrong_type",
+        return "dead", accounting.dead_letter_entry(source, position, "wrong_type",
                                                 f"caption is {type(caption).__name__}", unit="row")
     if image_ref.lower().startswith(_REMOTE):
-        return "dead", common.dead_letter_entry(source, position, "remote_image_not_fetched",
+        return "dead", accounting.dead_letter_entry(source, position, "remote_image_not_fetched",
                                                 image_ref[:200], unit="row")
     if _scheme(image_ref) or image_ref.startswith("/"):
         candidates = [image_ref]
@@ -200,13 +200,13 @@ def _pair(source: str, position: int, rel: str, image_ref, caption, bases: Seque
     for candidate in candidates:
         resolved = _confine(candidate, root)
         if resolved is None:  # one way out is enough to refuse the reference
-            return "dead", common.dead_letter_entry(
+            return "dead", accounting.dead_letter_entry(
                 source, position, "path_outside_root",
                 f"{image_ref[:150]!r} resolves outside the image root {root or '.'}", unit="row")
         if resolved not in paths:
             paths.append(resolved)
     return "record", {"id": str(rid) if rid is not None else derive_id(rel, position),
-                      "key": common.record_key(source, position), "source": source,
+                      "key": accounting.record_key(source, position), "source": source,
                       "position": position, "image_path": paths, "text": caption or ""}
 
 
@@ -221,7 +221,7 @@ def read_coco(path: str, rel: str, image_root: Optional[str] = None) -> Iterator
         images = {img["id"]: img for img in doc["images"]}
         annotations = doc["annotations"]
     except Exception as e:  # noqa: BLE001
-        yield "dead", common.dead_letter_entry(path, 0, "unreadable_coco", f"{type(e).__name__}: {e}",
+        yield "dead", accounting.dead_letter_entry(path, 0, "unreadable_coco", f"{type(e).__name__}: {e}",
                                                unit="file")
         return
     base = _dirname(path)
@@ -229,7 +229,7 @@ def read_coco(path: str, rel: str, image_root: Optional[str] = None) -> Iterator
     for i, ann in enumerate(annotations):
         image = images.get(ann.get("image_id")) if isinstance(ann, dict) else None
         if image is None:
-            yield "dead", common.dead_letter_entry(path, i, "missing_image_reference",
+            yield "dead", accounting.dead_letter_entry(path, i, "missing_image_reference",
                                                    f"annotation {i}: unknown image_id", unit="row")
             continue
         rid = f"coco-{ann['id']}" if "id" in ann else None
@@ -274,7 +274,7 @@ def read_pair_table(path: str, rel: str, image_root: Optional[str] = None) -> It
                 rows.append((parts[image_i] if image_i < len(parts) else None,
                              parts[caption_i] if caption_i is not None and caption_i < len(parts) else None))
     except Exception as e:  # noqa: BLE001
-        yield "dead", common.dead_letter_entry(path, 0, "unreadable_pair_table",
+        yield "dead", accounting.dead_letter_entry(path, 0, "unreadable_pair_table",
                                                f"{type(e).__name__}: {e}", unit="file")
         return
     for i, (image_ref, caption) in enumerate(rows):
@@ -304,7 +304,7 @@ def _sample_id(file_id: str, key: str) -> str:
             readable = False
     if readable:
         return f"{file_id}-{key}"
-    return f"{file_id}~{common.stable_hash64(key.encode('utf-8', 'surrogateescape').hex()):016x}"
+    return f"{file_id}~{accounting.stable_hash64(key.encode('utf-8', 'surrogateescape').hex()):016x}"
 
 
 class _Sample:
@@ -347,12 +347,12 @@ def _finish(path: str, file_id: str, sample: Optional[_Sample]) -> Iterator:
     if sample is None or not sample.members:
         return  # every member of it was dead-lettered on its own
     if sample.image is None:
-        yield "dead", common.dead_letter_entry(path, sample.position, "missing_image",
+        yield "dead", accounting.dead_letter_entry(path, sample.position, "missing_image",
                                                f"sample {sample.key!r} has no image member",
                                                unit="record")
         return
     yield "record", {"id": _sample_id(file_id, sample.key),
-                     "key": common.record_key(path, sample.position, sample.image_name),
+                     "key": accounting.record_key(path, sample.position, sample.image_name),
                      "source": path, "position": sample.position, "image_bytes": sample.image,
                      "text": _caption(sample)}
 
@@ -438,7 +438,7 @@ def read_webdataset(path: str, rel: str, max_member_bytes: int,
     failure: Optional[str] = None
 
     def dead(reason: str, detail: str):
-        return "dead", common.dead_letter_entry(path, position, reason, detail, unit="record")
+        return "dead", accounting.dead_letter_entry(path, position, reason, detail, unit="record")
 
     try:
         with _open(path) as f:
@@ -506,7 +506,7 @@ def read_webdataset(path: str, rel: str, max_member_bytes: int,
 
 # ---------------------------------------------------------------- transforms
 
-class _ReadItems(common.CountingDoFn):
+class _ReadItems(accounting.CountingDoFn):
     def __init__(self, kind: str, labels_from_dirs: bool = True, max_bytes: int = 64 << 20,
                  image_root: Optional[str] = None, max_sample_bytes: int = MAX_SAMPLE_BYTES):
         super().__init__()
@@ -529,7 +529,7 @@ class _ReadItems(common.CountingDoFn):
         elif lowered.endswith((".tar", ".tar.gz", ".tgz")):
             items = read_webdataset(path, rel, self._max_bytes, self._max_sample_bytes)
         else:
-            items = iter([("dead", common.dead_letter_entry(
+            items = iter([("dead", accounting.dead_letter_entry(
                 path, 0, "unknown_format", "not a COCO .json, .tsv, .parquet or WebDataset .tar",
                 unit="file"))])
         for kind, value in items:
@@ -547,7 +547,7 @@ class ReadImages(beam.PTransform):
     (default: each table's own folder); pass the same value to
     :class:`LoadImages`. ``max_sample_bytes`` caps what one WebDataset sample
     may hold in memory. Returns ``records``, ``dead``, ``counts`` and
-    ``files`` like :class:`transforms.readers.ReadCorpus`.
+    ``files`` like :class:`transforms.read.corpus.ReadCorpus`.
     """
 
     def __init__(self, patterns: List[str], kind: str, labels_from_dirs: bool = True,
@@ -572,15 +572,15 @@ class ReadImages(beam.PTransform):
                 | "SpreadFiles" >> beam.Reshuffle()
                 | "ReadItems" >> beam.ParDo(_ReadItems(self._kind, self._labels, self._max_bytes,
                                                        self._image_root, self._max_sample_bytes))
-                .with_outputs(common.DEAD, common.COUNTS, main="records"))
-        return {"records": read.records, "dead": read[common.DEAD], "counts": read[common.COUNTS],
+                .with_outputs(accounting.DEAD, accounting.COUNTS, main="records"))
+        return {"records": read.records, "dead": read[accounting.DEAD], "counts": read[accounting.COUNTS],
                 "files": files}
 
 
 ReadPairs = ReadImages
 
 
-class LoadImages(common.CountingDoFn):
+class LoadImages(accounting.CountingDoFn):
     """Records with ``image_path`` -> records with ``image_bytes`` (the first path that exists).
 
     Each candidate is confined again right before it is opened (``image_root``,
@@ -612,7 +612,7 @@ class LoadImages(common.CountingDoFn):
             except Exception:  # noqa: BLE001 - try the next candidate
                 continue
             if len(data) > self._max_bytes:
-                yield self.dead(common.dead_letter_entry(
+                yield self.dead(accounting.dead_letter_entry(
                     record["source"], record["position"], "too_large", candidate, unit="row",
                     record_id=record["id"]))
                 return
@@ -623,11 +623,11 @@ class LoadImages(common.CountingDoFn):
             yield out
             return
         if outside and len(outside) == len(record["image_path"]):
-            yield self.dead(common.dead_letter_entry(
+            yield self.dead(accounting.dead_letter_entry(
                 record["source"], record["position"], "path_outside_root",
                 f"{outside[0][:150]!r} resolves outside the image root {root or '.'}", unit="row",
                 record_id=record["id"]))
             return
-        yield self.dead(common.dead_letter_entry(
+        yield self.dead(accounting.dead_letter_entry(
             record["source"], record["position"], "missing_image",
             f"not found: {record['image_path'][0]}", unit="row", record_id=record["id"]))
