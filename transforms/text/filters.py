@@ -176,6 +176,16 @@ _ASCII_RES = {k: re.compile(v, re.ASCII) for k, v in _PATTERNS.items()}
 _TOKEN_RE = _UNICODE_RES["token"]
 _NO_LETTER_RE = re.compile(r"[\d_'’.]+")
 
+
+def alpha_word_count(words) -> int:
+    r"""Word tokens with a letter (``[^\W\d_]``), as Gopher's alphabetic-words rule counts them.
+
+    All-letter tokens, and the rest unless made only of decimal digits, "_" and
+    the joiners; equal to the number of ``_PATTERNS["alpha"]`` matches.
+    """
+    return sum(1 for t in words if t.isalpha() or not (
+        t.isdecimal() or _NO_LETTER_RE.fullmatch(t)))
+
 # A sentence end inside a line: terminal mark (not part of "..."), optional
 # closing quotes/brackets, whitespace, then more text.  Not after a few common
 # abbreviations or a single capital initial.
@@ -623,11 +633,7 @@ class TextFilter:
                     return "gopher_ellipsis_lines"
 
         if self._min_alpha and n_tok:
-            # Word tokens with a letter ([^\W\d_]): all-letter tokens, and the
-            # rest unless made only of decimal digits, "_" and the joiners.
-            n_alpha = sum(1 for t in words if t.isalpha() or not (
-                t.isdecimal() or _NO_LETTER_RE.fullmatch(t)))
-            if n_alpha / n_tok < self._min_alpha:
+            if alpha_word_count(words) / n_tok < self._min_alpha:
                 return "gopher_alpha_words"
         if self._min_stop:
             present = self._stop.intersection(first_seen if first_seen is not None else tokens)
