@@ -16,7 +16,8 @@ from apache_beam import pvalue
 
 from transforms import accounting
 from transforms.read import corpus as readers
-from transforms.read.corpus import ReaderConfig, plan_reads, read_task
+from transforms.read.corpus import read_task
+from transforms.read.plan import ReaderConfig, plan_reads
 
 
 def _events(path, config=ReaderConfig(), on_bytes=None):

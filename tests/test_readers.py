@@ -8,8 +8,9 @@ import pytest
 import zstandard
 
 from transforms import accounting
-from transforms.read import corpus as readers
-from transforms.read.corpus import ReaderConfig, ReadTask, detect_format, plan_reads, read_task
+from transforms.read.corpus import read_task
+from transforms.read.plan import ReaderConfig, detect_format, glob_root, plan_reads
+from transforms.read.records import derive_id
 
 
 def _events(path, config=ReaderConfig(), rel=None):
@@ -59,7 +60,7 @@ def test_split_reading_is_exact_and_ids_are_stable(tmp_path):
     assert [(r["id"], r["text"]) for r in pieces] == [(r["id"], r["text"]) for r in whole]
     assert len({r["id"] for r in whole}) == 300
     # ids derive from the relative path and position, not from the split
-    assert whole[5]["id"] == readers.derive_id("noid.jsonl", whole[5]["position"])
+    assert whole[5]["id"] == derive_id("noid.jsonl", whole[5]["position"])
 
 
 def test_truncated_gzip_keeps_what_was_read(tmp_path):
@@ -199,9 +200,9 @@ def test_text_files_bom_binary_and_encoding(tmp_path):
 
 
 def test_glob_root():
-    assert readers.glob_root("/data/crawl/*.jsonl") == "/data/crawl/"
-    assert readers.glob_root("gs://b/x/**/y*.gz") == "gs://b/x/"
-    assert readers.glob_root("/data/one.jsonl") == "/data/"
+    assert glob_root("/data/crawl/*.jsonl") == "/data/crawl/"
+    assert glob_root("gs://b/x/**/y*.gz") == "gs://b/x/"
+    assert glob_root("/data/one.jsonl") == "/data/"
 
 
 def test_record_keys_unique_across_roots_and_stable_across_reads(tmp_path):

@@ -73,7 +73,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms import accounting
 from transforms.accounting import IN
-from transforms.read.corpus import _ExpandGlob, derive_id
+from transforms.read.corpus import ExpandGlob as _ExpandGlob, derive_id
 
 __all__ = ["read_image_file", "read_coco", "read_pair_table", "read_webdataset", "ReadImages",
            "ReadPairs", "LoadImages", "IMAGE_EXTENSIONS", "MAX_SAMPLE_BYTES"]
