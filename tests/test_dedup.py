@@ -34,3 +34,20 @@ def test_survivor_does_not_depend_on_order(local_runner):
         with TestPipeline(runner=local_runner) as p:
             out = p | beam.Create(order) | ExactDedup()
             assert_that(out.records | beam.Map(lambda r: r["id"]), equal_to(["id000"]))
+
+
+def test_image_exact_dedup_is_exact_dedup_on_its_own_fingerprint(local_runner):
+    from transforms.image.steps import ImageExactDedup, source_key
+
+    def img(rid, sha, text=""):
+        return dict(_rec(rid, text), source_sha256=sha)
+
+    records = [img("b", "s1"), img("a", "s1"), img("c", "s2"), img("d", "s2", "A caption"),
+               img("e", "s2", "a  CAPTION")]
+    assert source_key(records[3]) == source_key(records[4]) != source_key(records[2])
+    with TestPipeline(runner=local_runner) as p:
+        out = p | beam.Create(records) | ImageExactDedup()
+        assert_that(out.records | beam.Map(lambda r: r["id"]), equal_to(["a", "c", "d"]),
+                    label="survivors")
+        assert_that(out[accounting.COUNTS] | beam.CombinePerKey(sum),
+                    equal_to([((accounting.DUPLICATES, "exact"), 2)]), label="counts")

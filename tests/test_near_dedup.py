@@ -13,6 +13,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings, strategies as st
 
+from transforms.dedup import components
 from transforms.dedup import minhash as mh
 from transforms.dedup import near as nd
 
@@ -69,7 +70,7 @@ def test_fast_shingles_are_order_sensitive_stable_and_process_independent():
     assert len(a) == 2
     assert not np.array_equal(a, sh.hashes("six five four three two one"))
     assert np.array_equal(a, sh.hashes("One, two; three four FIVE six!"))  # normalised
-    code = ("import sys; sys.path.insert(0, %r); from transforms import minhash as mh; "
+    code = ("import sys; sys.path.insert(0, %r); from transforms.dedup import minhash as mh; "
             "print(mh.Shingler(mh.MinHashConfig()).hashes('one two three four five six').tolist())" % ROOT)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, "PYTHONHASHSEED": "123"}).stdout
@@ -101,8 +102,8 @@ def test_config_rejects_bad_parameters():
 # ---------------------------------------------------------------- buckets and stars
 
 def test_bucket_pairs_and_similarity():
-    assert nd.bucket_pairs(["b", "a", "c", "a"], 64) == [("b", "a"), ("c", "a"), ("c", "b")]
-    big = nd.bucket_pairs([f"id{i:03d}" for i in range(10)], 3)
+    assert components.bucket_pairs(["b", "a", "c", "a"], 64) == [("b", "a"), ("c", "a"), ("c", "b")]
+    big = components.bucket_pairs([f"id{i:03d}" for i in range(10)], 3)
     assert len(big) == 7 * 3 + 2 + 1 and ("id003", "id000") in big and ("id004", "id000") not in big
     perms = mh.permutations(128, 1)
     sh = mh.Shingler(mh.MinHashConfig())
@@ -116,6 +117,8 @@ def test_bucket_pairs_and_similarity():
     sets = [np.unique(flat[off[i]:off[i + 1]]).astype(np.uint32).tobytes() for i in range(3)]
     assert nd.similarity(sets[0], sets[1], "exact") == pytest.approx(191 / 201)  # 5 shingles swapped
     assert nd.similarity(sets[0], sets[2], "exact") == 0.0
+    accept = nd.JaccardAtLeast("estimate", 0.85)
+    assert accept(sigs[0].tobytes(), sigs[1].tobytes()) and not accept(sigs[0].tobytes(), sigs[2].tobytes())
 
 
 def _components_reference(edges):
@@ -162,11 +165,47 @@ def test_star_rounds_converge_to_component_minimum(graph):
         pcoll = p | beam.Create(edges)
         changes = []
         for i in range(rounds):
-            pcoll, ch = pcoll | f"Round{i}" >> nd._StarRound(i)
+            pcoll, ch = pcoll | f"Round{i}" >> components.StarRound(i)
             changes.append(ch)
         assert_that(pcoll, equal_to(expected_edges), label="star")
         last = changes[-1] | "LastChanges" >> beam.Map(lambda kv: kv[1])
         assert_that(last, equal_to([0]), label="converged")
+
+
+def _within_one(a, b):
+    return abs(a - b) <= 1
+
+
+@pytest.mark.parametrize("accept", [_within_one, None])
+def test_engine_with_a_pluggable_predicate(accept, local_runner):
+    """The shared engine: one bucket of four nodes; the predicate decides which pairs are edges."""
+    from transforms.accounting import is_sample, node_id
+
+    records = [{"id": i, "text": "", "source": "s", "position": k, "key": i, "meta": {}}
+               for k, i in enumerate(["a", "b", "c", "d", "e"])]
+    value = {"a": 10, "b": 11, "c": 12, "d": 20, "e": 30}
+    with TestPipeline(runner=local_runner) as p:
+        recs = p | "Records" >> beam.Create(records)
+        inputs = {"records": recs,
+                  "bands": recs | "Bands" >> beam.FlatMap(
+                      lambda r: [("bucket", node_id(r))] if r["id"] != "e" else [])}
+        if accept is not None:
+            inputs["payloads"] = recs | "Payloads" >> beam.Map(lambda r: (node_id(r), value[r["id"]]))
+        out = inputs | components.RemoveNearDuplicates(accept, counter="test", clusters=True)
+        kept = ["a", "d", "e"] if accept else ["a", "e"]
+        assert_that(out["records"] | beam.Map(lambda r: r["id"]), equal_to(kept), label="survivors")
+        members = ["a", "b", "c"] if accept else ["a", "b", "c", "d"]
+        assert_that(out["clusters"], equal_to([
+            {"id": m, "cluster_id": "a", "cluster_size": len(members)} for m in members]),
+            label="clusters")
+        counts = (out["counts"]
+                  | beam.Filter(lambda kv: not is_sample(kv) and not kv[0][1].startswith("near_dedup.round_"))
+                  | beam.CombinePerKey(sum))
+        expected = [(("duplicates", "near"), len(members) - 1), (("info", "near_dedup.bucket_pairs"), 6),
+                    ((components.HIST_CLUSTER_SIZE, str(len(members))), 1)]
+        if accept:
+            expected += [(("info", "test.pairs_compared"), 6), (("info", "test.pairs_accepted"), 2)]
+        assert_that(counts, equal_to(expected), label="counts")
 
 
 # ---------------------------------------------------------------- quality on labelled real text

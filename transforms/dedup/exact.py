@@ -1,23 +1,30 @@
-"""Exact deduplication on a hash of the normalized text.
+"""Exact deduplication on a fingerprint of each record, by default a hash of the normalized text.
 
-Records are keyed by :func:`transforms.accounting.text_fingerprint` (case and
-whitespace folded) and combined per key, keeping one survivor: the record with
-the smallest id (ties broken by source and position, so the choice never
-depends on arrival order or worker count). The combine is lifted before the
-shuffle, so each worker sends at most one record per distinct text.
-Every other member of a group is counted under ``duplicates.exact``.
+Records are keyed by a fingerprint (by default :func:`text_key`:
+:func:`transforms.accounting.text_fingerprint`, case and whitespace folded;
+the image step passes its own, of the source bytes and caption) and combined
+per key, keeping one survivor: the record with the smallest id (ties broken
+by source and position, so the choice never depends on arrival order or
+worker count). The combine is lifted before the shuffle, so each worker sends
+at most one record per distinct fingerprint. Every other member of a group is
+counted under ``duplicates.exact``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Hashable, Optional, Tuple
 
 import apache_beam as beam
 
 from transforms import accounting
 from transforms.accounting import DUPLICATES
 
-__all__ = ["survivor_key", "KeepSmallestId", "ExactDedup"]
+__all__ = ["survivor_key", "text_key", "KeepSmallestId", "ExactDedup"]
+
+
+def text_key(record: dict) -> bytes:
+    """The default fingerprint: a hash of the record's text, case and whitespace folded."""
+    return accounting.text_fingerprint(record["text"])
 
 
 def survivor_key(record: dict) -> Tuple[str, str, int, str]:
@@ -64,12 +71,26 @@ class _EmitSurvivors(accounting.CountingDoFn):
 
 
 class ExactDedup(beam.PTransform):
-    """Records -> one survivor per normalized text; ``counts`` side output."""
+    """Records -> one survivor per fingerprint; ``counts`` side output.
+
+    Args:
+      fingerprint: a picklable ``record -> key``; records with equal keys are
+        duplicates. Defaults to :func:`text_key` (the normalized text).
+
+    Returns the ParDo's outputs: ``records`` (main) and ``counts``.
+    """
+
+    def __init__(self, fingerprint: Callable[[dict], Hashable] = text_key):
+        super().__init__()
+        if not callable(fingerprint):
+            raise ValueError("fingerprint must be a function of a record")
+        self._fingerprint = fingerprint
 
     def expand(self, records):
+        fingerprint = self._fingerprint
         return (
             records
-            | "KeyByTextHash" >> beam.Map(lambda r: (accounting.text_fingerprint(r["text"]), r))
+            | "KeyByFingerprint" >> beam.Map(lambda r: (fingerprint(r), r))
             | "KeepSmallestId" >> beam.CombinePerKey(KeepSmallestId())
             | "EmitSurvivors" >> beam.ParDo(_EmitSurvivors()).with_outputs(
                 accounting.COUNTS, main="records")

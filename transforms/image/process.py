@@ -22,6 +22,9 @@ filtered for a rule):
    distance.
 8. Resize (shorter side to ``size``, then centre crop, pad to a square, or
    keep the aspect) and JPEG re-encode at ``quality``.
+
+Also for the Beam steps (:mod:`transforms.image.steps`): :class:`HammingAtMost`,
+the near-duplicate check on two hashes, and :func:`thumbnail` for report samples.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from typing import Dict, Tuple
 import numpy as np
 
 __all__ = ["ImageConfig", "ImageReject", "process_image", "dhash128", "hamming",
-           "ALLOWED_FORMATS"]
+           "HammingAtMost", "thumbnail", "ALLOWED_FORMATS"]
 
 ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
@@ -111,6 +114,32 @@ def dhash128(grey_thumb) -> int:
 
 def hamming(a: int, b: int) -> int:
     return bin(a ^ b).count("1")
+
+
+@dataclasses.dataclass(frozen=True)
+class HammingAtMost:
+    """Near-duplicate predicate on two hashes: at most ``max_distance`` bits differ."""
+
+    max_distance: int
+
+    def __call__(self, hash_u: int, hash_v: int) -> bool:
+        return hamming(hash_u, hash_v) <= self.max_distance
+
+
+def thumbnail(record: dict, size: int = 64) -> str:
+    """A small base64 JPEG of an image record (its ``jpeg``), for reports; '' for text."""
+    data = record.get("jpeg")
+    if not data:
+        return ""
+    import base64
+
+    from PIL import Image
+
+    im = Image.open(io.BytesIO(data))
+    im.thumbnail((size, size))
+    buf = io.BytesIO()
+    im.convert("RGB").save(buf, "JPEG", quality=70)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _resize(im, config: ImageConfig):

@@ -5,12 +5,15 @@
   filtered, both with their reason; formats, sizes and aspect ratios are
   counted for stats.json.
 * :class:`ImageExactDedup`: identical source files (with identical captions,
-  for pairs) keep the smallest id.
+  for pairs) keep the smallest id: the text step
+  :class:`transforms.dedup.exact.ExactDedup` keyed by :func:`source_key`.
 * :class:`ImageNearDedup`: near-duplicates by the 128-bit difference hash:
   LSH on the hash bits (8 bands of 16 bits: two hashes within Hamming
-  distance 7 agree on at least one band), candidate pairs verified by Hamming
-  distance, then the same large-star/small-star components as text
-  (:mod:`transforms.dedup.near`), smallest id surviving.
+  distance 7 agree on at least one band; :func:`band_keys`), then the engine
+  text uses too (:class:`transforms.dedup.components.RemoveNearDuplicates`):
+  candidate pairs verified by Hamming distance
+  (:class:`transforms.image.process.HammingAtMost`), large-star/small-star
+  components, smallest id surviving.
 * :class:`ToImageExamples`: the TF object-detection feature names
   (``image/encoded``, ``image/format``, ``image/height``, ``image/width``,
   ``image/id``, ``image/class/label``, ``caption/text``, ``caption/input_ids``).
@@ -26,18 +29,20 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from transforms import accounting
-from transforms.dedup import near as nd
 from transforms.accounting import FILTERED, INFO
-from transforms.dedup.exact import KeepSmallestId, _EmitSurvivors
-from transforms.image.process import ImageConfig, ImageReject, hamming, process_image
+from transforms.dedup.components import RemoveNearDuplicates
+from transforms.dedup.exact import ExactDedup
+from transforms.image.process import (HammingAtMost, ImageConfig, ImageReject, process_image,
+                                      thumbnail)
 from transforms.write.shards import encode_example, histogram_bucket, placement_id, split_of
 
 __all__ = ["ProcessImages", "ImageExactDedup", "ImageNearDedup", "ToImageExamples",
-           "HIST_LONG_SIDE", "HIST_ASPECT"]
+           "source_key", "band_keys", "HIST_LONG_SIDE", "HIST_ASPECT", "BANDS"]
 
 HIST_LONG_SIDE = "hist.image_long_side"
 HIST_ASPECT = "hist.image_aspect_ratio_x100"
 PHASH = "phash"
+BANDS = 8  # of 16 bits each: hashes within Hamming distance 7 share one
 
 
 class _ProcessDoFn(accounting.CountingDoFn):
@@ -81,42 +86,34 @@ class ProcessImages(beam.PTransform):
             accounting.DEAD, accounting.COUNTS, main="records")
 
 
-class ImageExactDedup(beam.PTransform):
-    """Identical source bytes (and caption, when there is one) -> the smallest id."""
-
-    def expand(self, records):
-        return (
-            records
-            | "KeyBySourceHash" >> beam.Map(
-                lambda r: (r["source_sha256"] + "|" + " ".join(r.get("text", "").lower().split()), r))
-            | "KeepSmallestId" >> beam.CombinePerKey(KeepSmallestId())
-            | "EmitSurvivors" >> beam.ParDo(_EmitSurvivors()).with_outputs(accounting.COUNTS, main="records")
-        )
+def source_key(record: dict) -> str:
+    """Exact-duplicate fingerprint of an image record: source bytes' sha256 and folded caption."""
+    return record["source_sha256"] + "|" + " ".join(record.get("text", "").lower().split())
 
 
-def _band_keys(record: dict, bands: int = 8):
+class ImageExactDedup(ExactDedup):
+    """Identical source bytes (and caption, when there is one) -> the smallest id.
+
+    :class:`transforms.dedup.exact.ExactDedup` keyed by :func:`source_key`.
+    """
+
+    def __init__(self):
+        super().__init__(fingerprint=source_key)
+
+
+def band_keys(record: dict, bands: int = BANDS):
+    """``((band, 16 bits of the hash), node)`` for each band of the record's hash."""
     h = record[PHASH]
+    node = accounting.node_id(record)
     for i in range(bands):
-        yield (i, (h >> (16 * i)) & 0xFFFF), accounting.node_id(record)
-
-
-class _VerifyHamming(accounting.CountingDoFn):
-    def __init__(self, max_distance: int):
-        super().__init__()
-        self._max = max_distance
-
-    def process(self, keyed):
-        v, grouped = keyed
-        for hv in grouped["sig"]:
-            for u, hu in grouped["half"]:
-                self.count(INFO, "image_dedup.pairs_compared", metric=False)
-                if hamming(hu, hv) <= self._max:
-                    self.count(INFO, "image_dedup.pairs_accepted", metric=False)
-                    yield (u, v)
+        yield (i, (h >> (16 * i)) & 0xFFFF), node
 
 
 class ImageNearDedup(beam.PTransform):
-    """Near-duplicate images (dHash Hamming distance <= ``max_distance``, at most 7) -> survivors."""
+    """Near-duplicate images (dHash Hamming distance <= ``max_distance``, at most 7) -> survivors.
+
+    Returns a dict with ``records`` and ``counts``.
+    """
 
     def __init__(self, max_distance: int = 6, max_rounds: int = 10, max_bucket: int = 64):
         super().__init__()
@@ -127,38 +124,15 @@ class ImageNearDedup(beam.PTransform):
         self._bucket = max_bucket
 
     def expand(self, records):
-        hashes = records | "NodeHash" >> beam.Map(lambda r: (accounting.node_id(r), r[PHASH]))
-        candidates = (
-            records
-            | "BandKeys" >> beam.FlatMap(_band_keys)
-            | "GroupBands" >> beam.GroupByKey()
-            | "BucketPairs" >> beam.ParDo(nd._BucketPairs(self._bucket)).with_outputs(
-                accounting.COUNTS, main="pairs")
-        )
-        pairs = candidates.pairs | "DistinctPairs" >> beam.Distinct()
-        half = ({"pair": pairs, "sig": hashes}
-                | "JoinFirstHash" >> beam.CoGroupByKey()
-                | "AttachFirst" >> beam.FlatMap(nd._attach_first))
-        verified = ({"half": half, "sig": hashes}
-                    | "JoinSecondHash" >> beam.CoGroupByKey()
-                    | "VerifyHamming" >> beam.ParDo(_VerifyHamming(self._max)).with_outputs(
-                        accounting.COUNTS, main="edges"))
-        edges = verified.edges
-        counts = [candidates[accounting.COUNTS], verified[accounting.COUNTS]]
-        for i in range(self._rounds):
-            edges, changes = edges | f"StarRound{i:02d}" >> nd._StarRound(i)
-            counts.append(changes)
-        removed = (edges
-                   | "Children" >> beam.Map(lambda e: e[0])
-                   | "DistinctChildren" >> beam.Distinct()
-                   | "KeyRemoved" >> beam.Map(lambda rid: (rid, True)))
-        survivors = ({"record": records | "KeyByNode" >> beam.Map(lambda r: (accounting.node_id(r), r)),
-                      "drop": removed}
-                     | "JoinRemovals" >> beam.CoGroupByKey()
-                     | "DropNearDuplicates" >> beam.ParDo(nd._DropDuplicates()).with_outputs(
-                         accounting.COUNTS, main="records"))
-        counts.append(survivors[accounting.COUNTS])
-        return {"records": survivors.records, "counts": counts | "MergeCounts" >> beam.Flatten()}
+        inputs = {
+            "records": records,
+            "bands": records | "BandKeys" >> beam.FlatMap(band_keys),
+            "payloads": records | "NodeHash" >> beam.Map(lambda r: (accounting.node_id(r), r[PHASH])),
+        }
+        removed = inputs | "Components" >> RemoveNearDuplicates(
+            HammingAtMost(self._max), counter="image_dedup", max_bucket=self._bucket,
+            max_rounds=self._rounds, thumbnail=thumbnail)
+        return {"records": removed["records"], "counts": removed[accounting.COUNTS]}
 
 
 class _ToExample(accounting.CountingDoFn):
@@ -178,7 +152,7 @@ class _ToExample(accounting.CountingDoFn):
         if "input_ids" in record:
             features["caption/input_ids"] = record["input_ids"] or [0]
         split = split_of(placement_id(rid), self._fraction)
-        self.sample("kept", split, record, nd.thumbnail(record))
+        self.sample("kept", split, record, thumbnail(record))
         yield (split, rid, encode_example(features), len(record.get("input_ids", ())),
                len(record["jpeg"]), (record.get("source", ""), record.get("position", 0)))
 

@@ -1,0 +1,391 @@
+"""The near-duplicate graph in Beam: LSH buckets -> verified edges -> components -> survivors.
+
+The engine both near-duplicate steps share (:class:`transforms.dedup.near.NearDedup`
+on MinHash bands with a Jaccard check, :class:`transforms.image.steps.ImageNearDedup`
+on difference-hash bands with a Hamming check). A step supplies, per record, its
+node (:func:`transforms.accounting.node_id`), its LSH band keys and a payload,
+and a pure predicate on two payloads; :class:`RemoveNearDuplicates` does the rest:
+
+1. :class:`CandidatePairs`: ``GroupByKey`` on the band key gathers the nodes
+   that agree on a whole band; each bucket yields its pairs
+   (:func:`bucket_pairs`), deduplicated across bands. Counted under
+   ``info.near_dedup.bucket_pairs``.
+2. :class:`VerifyPairs`: a pair meets its two payloads through two joins on
+   the node, so a payload travels once per pair it is in, never once per band;
+   the pair is an edge when ``accept(payload_u, payload_v)`` holds. Counted
+   under ``info.<counter>.pairs_compared`` and ``.pairs_accepted``. Without a
+   predicate every candidate is an edge.
+3. :class:`ConnectedComponents`: alternating large-star and small-star rounds
+   (:class:`StarRound`; Kiveris et al., "Connected Components in MapReduce
+   and Beyond", 2014), unrolled for ``max_rounds`` rounds, each counting the
+   edges it changed under ``info.near_dedup.round_NN_changes``. At the fixed
+   point every component is a star ``(child, root)`` around its smallest node.
+4. :class:`Survivors`: every child is removed by a join on the node, counted
+   under ``duplicates.near``; roots and records outside any edge are kept.
+5. :class:`Clusters` (optional): membership rows (``id``, ``cluster_id``,
+   ``cluster_size``; :func:`cluster_rows`) and the cluster-size histogram
+   under :data:`HIST_CLUSTER_SIZE`.
+
+Every counter name above is the same for text and images (``bucket_pairs`` and
+the round changes sit under ``near_dedup.`` for both, as stats.json has them);
+only the verification counter's prefix is the caller's.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
+
+import apache_beam as beam
+
+from transforms import accounting
+from transforms.accounting import DUPLICATES, INFO
+
+__all__ = ["bucket_pairs", "large_star", "small_star", "cluster_rows", "CandidatePairs",
+           "VerifyPairs", "StarRound", "ConnectedComponents", "Survivors", "Clusters",
+           "RemoveNearDuplicates", "HIST_CLUSTER_SIZE", "COUNTER"]
+
+HIST_CLUSTER_SIZE = "hist.near_dup_cluster_size"
+COUNTER = "near_dedup"  # prefix of the info counters of buckets and rounds
+
+# A pure predicate on two payloads: is the pair a near-duplicate edge?
+Accept = Callable[[Any, Any], bool]
+
+
+# ---------------------------------------------------------------------------
+# Pure cores
+
+
+def bucket_pairs(ids: Iterable[str], max_bucket: int) -> List[Tuple[str, str]]:
+    """Candidate pairs ``(larger id, smaller id)`` of one LSH bucket.
+
+    All pairs when the bucket has at most ``max_bucket`` members; otherwise
+    each member (in id order) with its next ``max_bucket`` members, so a
+    bucket of k documents costs O(k * max_bucket) pairs, not O(k^2) (such
+    buckets come from templated pages, whose members are all alike anyway).
+    """
+    ids = sorted(set(ids))
+    pairs = []
+    for i, low in enumerate(ids):
+        for high in ids[i + 1:i + 1 + max_bucket]:
+            pairs.append((high, low))
+    return pairs
+
+
+def large_star(node: str, neighbours: Iterable[str]) -> Iterable[Tuple[str, str]]:
+    """Connect every strictly larger neighbour to the smallest of the neighbourhood."""
+    nbrs = set(neighbours)
+    m = min(nbrs | {node})
+    for v in nbrs:
+        if v > node:
+            yield (v, m)
+
+
+def small_star(node: str, smaller: Iterable[str]) -> Iterable[Tuple[str, str]]:
+    """Connect the node and its smaller neighbours to the smallest of them."""
+    nbrs = set(smaller)
+    m = min(nbrs | {node})
+    for v in nbrs | {node}:
+        if v != m:
+            yield (v, m)
+
+
+def cluster_rows(root: str, children: Iterable[str]) -> Iterator[dict]:
+    """Membership rows of one star: the root first, then its children in order.
+
+    Nodes are :func:`transforms.accounting.node_id` values; rows hold record ids.
+    """
+    children = sorted(set(children))
+    size = len(children) + 1
+    root_id = accounting.node_record_id(root)
+    yield {"id": root_id, "cluster_id": root_id, "cluster_size": size}
+    for child in children:
+        yield {"id": accounting.node_record_id(child), "cluster_id": root_id, "cluster_size": size}
+
+
+# ---------------------------------------------------------------------------
+# Beam
+
+
+class _BucketPairsFn(accounting.CountingDoFn):
+    def __init__(self, max_bucket: int):
+        super().__init__()
+        self._max_bucket = max_bucket
+
+    def process(self, keyed):
+        _, ids = keyed
+        ids = list(ids)
+        if len(ids) < 2:
+            return
+        pairs = bucket_pairs(ids, self._max_bucket)
+        self.count(INFO, f"{COUNTER}.bucket_pairs", len(pairs), metric=False)
+        yield from pairs
+
+
+class CandidatePairs(beam.PTransform):
+    """``(band key, node)`` -> distinct candidate pairs ``(larger node, smaller node)``.
+
+    Returns a dict with ``pairs`` and ``counts``.
+    """
+
+    def __init__(self, max_bucket: int = 64):
+        super().__init__()
+        if max_bucket < 2:
+            raise ValueError(f"max_bucket must be >= 2, got {max_bucket}")
+        self._max_bucket = max_bucket
+
+    def expand(self, bands):
+        candidates = (
+            bands
+            | "GroupBands" >> beam.GroupByKey()
+            | "BucketPairs" >> beam.ParDo(_BucketPairsFn(self._max_bucket)).with_outputs(
+                accounting.COUNTS, main="pairs")
+        )
+        return {"pairs": candidates.pairs | "DistinctPairs" >> beam.Distinct(),
+                accounting.COUNTS: candidates[accounting.COUNTS]}
+
+
+def _attach_first(keyed):
+    """(u, {pair: [v...], payload: [p_u]}) -> (v, (u, p_u)) for each v."""
+    u, grouped = keyed
+    for payload in grouped["payload"]:
+        for v in grouped["pair"]:
+            yield v, (u, payload)
+
+
+class _VerifyFn(accounting.CountingDoFn):
+    def __init__(self, accept: Accept, counter: str):
+        super().__init__()
+        self._accept = accept
+        self._compared = f"{counter}.pairs_compared"
+        self._accepted = f"{counter}.pairs_accepted"
+
+    def process(self, keyed):
+        v, grouped = keyed
+        for payload_v in grouped["payload"]:
+            for u, payload_u in grouped["half"]:
+                self.count(INFO, self._compared, metric=False)
+                if self._accept(payload_u, payload_v):
+                    self.count(INFO, self._accepted, metric=False)
+                    yield (u, v)
+
+
+class VerifyPairs(beam.PTransform):
+    """``{"pairs": (u, v), "payloads": (node, payload)}`` -> edges ``(u, v)`` that pass ``accept``.
+
+    Args:
+      accept: a pure, picklable predicate ``accept(payload_u, payload_v) -> bool``.
+      counter: prefix of the ``info`` counters ``pairs_compared`` / ``pairs_accepted``.
+
+    Returns a dict with ``edges`` and ``counts``.
+    """
+
+    def __init__(self, accept: Accept, counter: str = COUNTER):
+        super().__init__()
+        if not callable(accept):
+            raise ValueError("accept must be a predicate on two payloads")
+        self._accept = accept
+        self._counter = counter
+
+    def expand(self, inputs):
+        payloads = inputs["payloads"]
+        half = (
+            {"pair": inputs["pairs"], "payload": payloads}
+            | "JoinFirstPayload" >> beam.CoGroupByKey()
+            | "AttachFirst" >> beam.FlatMap(_attach_first)
+        )
+        verified = (
+            {"half": half, "payload": payloads}
+            | "JoinSecondPayload" >> beam.CoGroupByKey()
+            | "Verify" >> beam.ParDo(_VerifyFn(self._accept, self._counter)).with_outputs(
+                accounting.COUNTS, main="edges")
+        )
+        return {"edges": verified.edges, accounting.COUNTS: verified[accounting.COUNTS]}
+
+
+def _both_directions(edge):
+    a, b = edge
+    yield a, b
+    yield b, a
+
+
+def _changed(kv):
+    """An edge present before the round or after it, not both."""
+    grouped = kv[1]
+    return not (grouped["before"] and grouped["after"])
+
+
+class StarRound(beam.PTransform):
+    """One large-star + small-star round: edges -> ``(edges, changes)``.
+
+    ``changes`` holds ``((info, near_dedup.round_NN_changes), n)`` counts, one
+    zero included, so a round that changed nothing still reports 0. Duplicate
+    edges need no ``Distinct``: every step groups by a node and works on the set
+    of its neighbours.
+    """
+
+    def __init__(self, index: int):
+        super().__init__()
+        self._index = index
+
+    def expand(self, edges):
+        key = (INFO, f"{COUNTER}.round_{self._index:02d}_changes")
+        small = (
+            edges
+            | "Undirected" >> beam.FlatMap(_both_directions)
+            | "GroupLarge" >> beam.GroupByKey()
+            | "LargeStar" >> beam.FlatMap(lambda kv: large_star(kv[0], kv[1]))
+            | "GroupSmall" >> beam.GroupByKey()
+            | "SmallStar" >> beam.FlatMap(lambda kv: small_star(kv[0], kv[1]))
+        )
+        changed = (
+            {"before": edges | "KeyBefore" >> beam.Map(lambda e: (e, None)),
+             "after": small | "KeyAfter" >> beam.Map(lambda e: (e, None))}
+            | "Diff" >> beam.CoGroupByKey()
+            | "Changed" >> beam.Filter(_changed)
+            | "OnePerChange" >> beam.Map(lambda _: (key, 1))
+        )
+        zero = edges.pipeline | "ZeroChanges" >> beam.Create([(key, 0)])  # a round with none
+        changes = (changed, zero) | "RoundChanges" >> beam.Flatten()
+        return small, changes
+
+
+class ConnectedComponents(beam.PTransform):
+    """Edges -> stars ``(child, root)`` after ``max_rounds`` :class:`StarRound` rounds.
+
+    Returns a dict with ``edges`` (the stars) and ``counts`` (changes per round).
+    """
+
+    def __init__(self, max_rounds: int = 10):
+        super().__init__()
+        if max_rounds < 1:
+            raise ValueError(f"max_rounds must be >= 1, got {max_rounds}")
+        self._rounds = max_rounds
+
+    def expand(self, edges):
+        changes = []
+        for i in range(self._rounds):
+            edges, changed = edges | f"StarRound{i:02d}" >> StarRound(i)
+            changes.append(changed)
+        return {"edges": edges, accounting.COUNTS: changes | "MergeRoundChanges" >> beam.Flatten()}
+
+
+class _DropChildrenFn(accounting.CountingDoFn):
+    def __init__(self, thumbnail: Optional[Callable[[dict], str]]):
+        super().__init__()
+        self._thumbnail = thumbnail
+
+    def process(self, keyed):
+        _, grouped = keyed
+        records, dropped = grouped["record"], grouped["drop"]
+        if dropped:
+            self.count(DUPLICATES, "near", len(records))
+            for record in records:
+                thumb = self._thumbnail(record) if self._thumbnail else ""
+                self.sample(DUPLICATES, "near", record, thumb)
+            return
+        yield from records
+
+
+class Survivors(beam.PTransform):
+    """``{"records", "edges"}`` -> records that are no star's child (``duplicates.near``).
+
+    Args:
+      thumbnail: optional ``record -> str`` (base64 JPEG) shown with the samples of drops.
+
+    Returns a dict with ``records`` and ``counts``.
+    """
+
+    def __init__(self, thumbnail: Optional[Callable[[dict], str]] = None):
+        super().__init__()
+        self._thumbnail = thumbnail
+
+    def expand(self, inputs):
+        removed = (
+            inputs["edges"]
+            | "Children" >> beam.Map(lambda e: e[0])
+            | "DistinctChildren" >> beam.Distinct()
+            | "KeyRemoved" >> beam.Map(lambda rid: (rid, True))
+        )
+        keyed = inputs["records"] | "KeyByNode" >> beam.Map(lambda r: (accounting.node_id(r), r))
+        survivors = (
+            {"record": keyed, "drop": removed}
+            | "JoinRemovals" >> beam.CoGroupByKey()
+            | "DropNearDuplicates" >> beam.ParDo(_DropChildrenFn(self._thumbnail)).with_outputs(
+                accounting.COUNTS, main="records")
+        )
+        return {"records": survivors.records, accounting.COUNTS: survivors[accounting.COUNTS]}
+
+
+class Clusters(beam.PTransform):
+    """Stars ``(child, root)`` -> membership rows and the cluster-size histogram.
+
+    Returns a dict with ``clusters`` (:func:`cluster_rows`) and ``counts``
+    (``((HIST_CLUSTER_SIZE, size), 1)`` per cluster).
+    """
+
+    def expand(self, edges):
+        grouped = (
+            edges
+            | "ByRoot" >> beam.Map(lambda e: (e[1], e[0]))
+            | "GroupClusters" >> beam.GroupByKey()
+        )
+        return {
+            "clusters": grouped | "ClusterRows" >> beam.FlatMap(lambda kv: cluster_rows(*kv)),
+            accounting.COUNTS: grouped | "SizeBucket" >> beam.Map(
+                lambda kv: ((HIST_CLUSTER_SIZE, str(len(set(kv[1])) + 1)), 1)),
+        }
+
+
+class RemoveNearDuplicates(beam.PTransform):
+    """The whole engine: records, their band keys and payloads -> survivors.
+
+    Input: a dict with ``records``, ``bands`` (``(band key, node)`` pairs) and,
+    unless ``accept`` is None, ``payloads`` (``(node, payload)``); a node is
+    :func:`transforms.accounting.node_id` of its record.
+
+    Args:
+      accept: pure predicate on two payloads (see :class:`VerifyPairs`), or None
+        to take every candidate pair as an edge.
+      counter: prefix of the verification counters.
+      max_bucket: see :func:`bucket_pairs`.
+      max_rounds: star rounds (see :class:`ConnectedComponents`).
+      clusters: also return ``clusters`` rows and count the cluster-size histogram.
+      thumbnail: optional ``record -> str`` for the samples of dropped records.
+
+    Returns a dict with ``records``, ``counts`` and, with ``clusters``, ``clusters``.
+    """
+
+    def __init__(self, accept: Optional[Accept], counter: str = COUNTER, max_bucket: int = 64,
+                 max_rounds: int = 10, clusters: bool = False,
+                 thumbnail: Optional[Callable[[dict], str]] = None):
+        super().__init__()
+        if max_rounds < 1 or max_bucket < 2:
+            raise ValueError("max_rounds must be >= 1 and max_bucket >= 2")
+        self._accept = accept
+        self._counter = counter
+        self._max_bucket = max_bucket
+        self._max_rounds = max_rounds
+        self._clusters = clusters
+        self._thumbnail = thumbnail
+
+    def expand(self, inputs):
+        candidates = inputs["bands"] | "CandidatePairs" >> CandidatePairs(self._max_bucket)
+        counts = [candidates[accounting.COUNTS]]
+        edges = candidates["pairs"]
+        if self._accept is not None:
+            verified = ({"pairs": edges, "payloads": inputs["payloads"]}
+                        | "VerifyPairs" >> VerifyPairs(self._accept, self._counter))
+            edges = verified["edges"]
+            counts.append(verified[accounting.COUNTS])
+        stars = edges | "ConnectedComponents" >> ConnectedComponents(self._max_rounds)
+        counts.append(stars[accounting.COUNTS])
+        survivors = ({"records": inputs["records"], "edges": stars["edges"]}
+                     | "Survivors" >> Survivors(self._thumbnail))
+        counts.append(survivors[accounting.COUNTS])
+        out = {"records": survivors["records"]}
+        if self._clusters:
+            clusters = stars["edges"] | "Clusters" >> Clusters()
+            counts.append(clusters[accounting.COUNTS])
+            out["clusters"] = clusters["clusters"]
+        out[accounting.COUNTS] = counts | "MergeCounts" >> beam.Flatten()
+        return out
