@@ -42,7 +42,8 @@ from transforms.text.clean import Clean, CleanConfig
 from transforms.text.content import DEFAULT_BLOCKLIST, BlocklistConfig, load_word_list
 from transforms.text.filters import FilterConfig
 from transforms.text.pii import KINDS as PII_KINDS
-from transforms.text.pii import PiiConfig, ScrubPii
+from transforms.text.pii import PiiConfig
+from transforms.text.pii_step import ScrubPii
 from transforms.text.quality import QualityFilter
 from transforms.text.tokenize import MIN_VOCAB_SIZE, Encode, LoadTokenizer, TokenizerConfig, TrainTokenizer
 

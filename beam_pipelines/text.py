@@ -42,7 +42,8 @@ from transforms.text.content import (DEFAULT_BLOCKLIST, DEFAULT_LICENSES, Blockl
                                 LicenseConfig, load_word_list)
 from transforms.text.filters import FilterConfig
 from transforms.text.pii import KINDS as PII_KINDS
-from transforms.text.pii import PiiConfig, ScrubPii
+from transforms.text.pii import PiiConfig
+from transforms.text.pii_step import ScrubPii
 from transforms.dedup.minhash import MinHashConfig
 from transforms.dedup.near import NearDedup, NearDedupConfig
 from transforms.text.quality import QualityFilter

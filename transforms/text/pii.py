@@ -53,6 +53,11 @@ scrubbed later.
 Speed: each kind is only looked for when a cheap pre-check passes (an ``@``,
 a run of digits, an uppercase country code, a key prefix or keyword), with
 precompiled patterns; most web text skips most kinds entirely.
+
+This is the pure core and imports no Beam: the dead-letter and excerpt
+scrubbing (:mod:`transforms.accounting`), the report and the benchmarks use it
+without a pipeline. The Beam step is :class:`transforms.text.pii_step.ScrubPii`
+(the layout of the text stages is described there).
 """
 
 from __future__ import annotations
@@ -805,65 +810,3 @@ def safe_cut(text: str, limit: int, scrubber: Optional[PiiScrubber] = None) -> i
         if moved == cut or moved >= len(text):
             return moved
         cut = moved
-
-
-# ---------------------------------------------------------------------------
-# Beam
-
-PII = "pii"  # counts kind: findings per PII kind (stats.json "pii")
-
-
-def _beam():
-    import apache_beam as beam
-
-    from transforms import accounting
-    from transforms.accounting import FILTERED, INFO
-
-    class _PiiDoFn(accounting.CountingDoFn):
-        def __init__(self, config: PiiConfig, drop_above: int):
-            super().__init__()
-            self._config = config
-            self._drop_above = drop_above
-
-        def setup(self):
-            self._scrubber = PiiScrubber(self._config)
-
-        def process(self, record: dict):
-            import time
-
-            start = time.perf_counter()
-            text, spans = self._scrubber.scrub(record["text"], doc_key=record["id"])
-            self.time("pii", time.perf_counter() - start)
-            if not spans:
-                yield record
-                return
-            for span in spans:
-                self.count(PII, span.kind)
-            self.count(INFO, "pii.documents_with_findings")
-            if self._drop_above and len(spans) > self._drop_above:
-                self.count(FILTERED, "pii_too_many")
-                self.sample(FILTERED, "pii_too_many", dict(record, text=text))
-                return
-            out = dict(record)
-            out["text"] = text
-            yield out
-
-    class ScrubPii(beam.PTransform):
-        """Records -> records with PII replaced (or dropped above ``drop_above`` findings)."""
-
-        def __init__(self, config: PiiConfig = PiiConfig(), drop_above: int = 0):
-            super().__init__()
-            self._config = config
-            self._drop_above = drop_above
-
-        def expand(self, records):
-            return records | "FindAndScrub" >> beam.ParDo(
-                _PiiDoFn(self._config, self._drop_above)).with_outputs(accounting.COUNTS, main="records")
-
-    return ScrubPii
-
-
-def __getattr__(name):  # ScrubPii is built lazily: the pure core needs no Beam
-    if name == "ScrubPii":
-        return _beam()
-    raise AttributeError(name)
