@@ -33,6 +33,10 @@ mojibake. The whitespace and control rewrites reach their fixed point in one
 pass; ftfy and NFC can expose work for each other (NFC can compose a character
 ftfy flags), so a document they changed runs the steps again until nothing
 changes (at most four rounds). ASCII text is untouched by both.
+
+Layout (as for every text stage; the rule is in :mod:`transforms.text.pii_step`):
+the pure core first, which never uses Beam, and its thin Beam wrapper last,
+under ``# Beam``.
 """
 
 from __future__ import annotations
@@ -337,6 +341,10 @@ class Cleaner:
         out = dict(record)
         out["text"] = text
         return out, None
+
+
+# ---------------------------------------------------------------------------
+# Beam
 
 
 class _CleanDoFn(accounting.CountingDoFn):

@@ -7,6 +7,10 @@ document is counted under ``filtered.<reason>``; documents the licence rule
 lets through are counted under ``license.<family>`` (or ``license.missing``); lines removed by the C4 line rules
 under ``lines_removed.<reason>`` (informational: a document that loses lines
 is still one record).
+
+The rules are pure cores that import no Beam (:mod:`transforms.text.content`,
+:mod:`transforms.text.filters`); this module is only their Beam wrapper (the
+layout of the text stages is described in :mod:`transforms.text.pii_step`).
 """
 
 from __future__ import annotations

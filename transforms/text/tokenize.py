@@ -11,6 +11,10 @@ Special ids are fixed: pad=0, unk=1, bos=2, eos=3. The normalization rule is
 ``identity`` (the clean step already applied NFC) and byte fallback is on, so
 encoding never loses text: ``decode(encode(x)) == x``. Each document's ids end
 with eos when ``add_eos`` is set.
+
+Layout (as for every text stage; the rule is in :mod:`transforms.text.pii_step`):
+the pure core first, which never uses Beam, and its thin Beam wrapper last,
+under ``# Beam``.
 """
 
 from __future__ import annotations
@@ -140,6 +144,10 @@ def vocab_text(model: bytes) -> str:
 
     sp = spm.SentencePieceProcessor(model_proto=model)
     return "".join(f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}\n" for i in range(sp.get_piece_size()))
+
+
+# ---------------------------------------------------------------------------
+# Beam
 
 
 def _write_model(model: bytes, output_dir: str) -> str:
