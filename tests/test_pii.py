@@ -215,3 +215,20 @@ def test_pii_step_in_the_pipeline(tmp_path):
     in_body = sum(1 for s in find_pii(body) if s.kind == "EMAIL")  # the prose has a few
     assert stats["pii"] == {"EMAIL": 9 + 2 * in_body, "PHONE": 1}
     assert stats["filtered"] == {"pii_too_many": 1}
+
+
+def test_core_imports_no_beam_and_the_step_is_a_plain_class():
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import sys; sys.path.insert(0, %r); import transforms.text.pii; "
+            "print('apache_beam' in sys.modules)" % root)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr
+    from transforms.text import pii_step
+
+    assert pii_step.ScrubPii is pii_step.ScrubPii and not hasattr(pii, "ScrubPii")
+    with pytest.raises(ValueError):
+        pii_step.ScrubPii(drop_above=-1)
