@@ -8,7 +8,7 @@ datasketch's ``MinHashLSH`` (minimise the weighted false-positive and
 false-negative areas under the S-curve). With ``hash="sha1"`` each shingle is
 hashed as datasketch's default ``sha1_hash32`` of its UTF-8 bytes, and a
 signature equals datasketch's ``MinHash`` for the same shingles and seed
-(tests/test_minhash.py checks it).
+(tests/test_near_dedup.py checks it).
 
 Speed comes from doing everything per batch of documents:
 
