@@ -47,6 +47,8 @@ def _sha(path: str, sort_lines: bool = False) -> str:
     with open(path, "rb") as f:
         data = f.read()
     if sort_lines:  # line files written from a Flatten: their order is the runner's
+        # image paths resolved through symlinks are absolute: not where the checkout is
+        data = data.replace(os.path.realpath(ROOT).encode() + b"/", b"<ROOT>/")
         data = b"".join(sorted(data.splitlines(keepends=True)))
     return hashlib.sha256(data).hexdigest()
 
