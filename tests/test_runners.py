@@ -57,7 +57,8 @@ def test_sdist_ships_every_module_the_pipelines_import(tmp_path):
         as_module = module.replace(".", "/") + ".py"
         as_package = module.replace(".", "/") + "/__init__.py"
         parent = module.rsplit(".", 1)[0].replace(".", "/") + ".py"  # "from x import name"
-        if not ({as_module, as_package, parent} & names):
+        parent_package = module.rsplit(".", 1)[0].replace(".", "/") + "/__init__.py"
+        if not ({as_module, as_package, parent, parent_package} & names):
             missing.append(module)
     assert not missing, missing
     for pkg in PACKAGES:
@@ -161,13 +162,16 @@ def test_every_pipeline_has_a_template():
     import pkgutil
 
     import beam_pipelines
+    from beam_pipelines.options import PIPELINE_OPTIONS
 
     for mod in pkgutil.iter_modules(beam_pipelines.__path__):
         module = importlib.import_module(f"beam_pipelines.{mod.name}")
-        has_options = any(inspect.isclass(v) and issubclass(v, PipelineOptions) and v is not PipelineOptions
-                          and v.__module__ == module.__name__ for v in vars(module).values())
+        # an entry point: a run() and a pipeline's options class (declared in beam_pipelines.options)
+        has_options = hasattr(module, "run") and any(
+            inspect.isclass(v) and v in PIPELINE_OPTIONS.values() for v in vars(module).values())
         if has_options:
             assert mod.name in make_metadata.PIPELINES, mod.name
+            assert mod.name in PIPELINE_OPTIONS, mod.name
             assert os.path.exists(os.path.join(ROOT, "templates", mod.name, "metadata.json"))
             launcher = open(os.path.join(ROOT, "templates", "launch.py")).read()
             assert f'"{mod.name}"' in launcher, mod.name
