@@ -12,7 +12,7 @@ import os
 import sys
 from typing import List, Optional
 
-from beam_pipelines import text
+from beam_pipelines import outputs, text
 
 SAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "sample")
 # Every corpus folder of data/sample (its README and build script are not input).
@@ -35,7 +35,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     argv += ["--output_dir", output_dir, "--vocab_size", str(args.vocab_size)] + rest
     try:
         stats = text.run(argv)
-    except text.RunFailed as e:
+    except outputs.RunFailed as e:
         sys.exit(f"error: {e}")
     print(f"manifest:    {os.path.join(output_dir, 'manifest.json')}")
     print(f"tokenizer:   {os.path.join(output_dir, 'tokenizer', 'spm.model')}")

@@ -27,6 +27,6 @@ if __name__ == "__main__":
         sys.exit(f"error: BEAMTRAIN_PIPELINE={name!r}: choose one of {', '.join(PIPELINES)}")
     if not any(a.startswith("--wait_until_finish") for a in sys.argv[1:]):
         sys.argv.append("--wait_until_finish=false")
-    from beam_pipelines.text import main
+    from beam_pipelines.outputs import main
 
     main(importlib.import_module(f"beam_pipelines.{name}").run)

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import run_text
-from transforms.accounting import (EXCERPT_CHARS, SAMPLE_CHARS, dead_letter_entry, scrub_dead_letter_entry,
-                               scrubbed_excerpt)
+from transforms.accounting import EXCERPT_CHARS, dead_letter_entry
+from transforms.write.sidecars import SAMPLE_CHARS, scrub_dead_letter_entry, scrubbed_excerpt
 from transforms.text.pii import find_pii, safe_cut, scrub_prefix
 
 # 20 lines of 64 base64 characters: a key far longer than any excerpt

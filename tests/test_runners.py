@@ -17,6 +17,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines import text
+from beam_pipelines.config import text_config
 from conftest import assert_accounting, read_shards, run_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,8 +71,7 @@ def test_sdist_ships_every_module_the_pipelines_import(tmp_path):
 
 def _config(extra):
     argv = ["--input", "gs://bucket/crawl/*.jsonl.gz", "--output_dir", "gs://bucket/out/v1"] + extra
-    opts = PipelineOptions(argv).view_as(text.TextPipelineOptions)
-    return PipelineOptions(argv), text.validate(opts)
+    return PipelineOptions(argv), text_config(PipelineOptions(argv))
 
 
 @pytest.mark.parametrize("runner_args", [
@@ -83,7 +83,6 @@ def _config(extra):
 ], ids=["dataflow", "flink"])
 def test_pipeline_translates_to_the_runner_api(runner_args):
     options, config = _config(runner_args)
-    config["dataset_version"] = None
     p = beam.Pipeline(options=options)
     text.build_pipeline(p, config)
     proto = p.to_runner_api()

@@ -160,15 +160,15 @@ def test_a_vocabulary_sentencepiece_cannot_build_is_refused_up_front(corpus, tmp
 
 def test_images_expand_dates_and_refuse_local_paths_on_dataflow(tmp_path, capsys):
     from beam_pipelines import images
+    from beam_pipelines.config import image_config
     from apache_beam.options.pipeline_options import PipelineOptions
 
     (tmp_path / "img").mkdir()
     (tmp_path / "img" / "a.jpg").write_bytes(b"x")
     opts = PipelineOptions(["--input", str(tmp_path / "img" / "*"),
-                            "--output_dir", str(tmp_path / "out-{date}")]).view_as(
-                                images.ImagePipelineOptions)
-    config = images.validate(opts)
-    assert "{date}" not in config["output_dir"] and config["output_dir"].startswith(str(tmp_path))
+                            "--output_dir", str(tmp_path / "out-{date}")])
+    config = image_config(opts)
+    assert "{date}" not in config.output_dir and config.output_dir.startswith(str(tmp_path))
     code = _exit_code(lambda: images.run(["--input", "gs://b/img/*", "--output_dir",
                                           str(tmp_path / "o"), "--runner", "DataflowRunner"]))
     assert code == 2
@@ -178,11 +178,11 @@ def test_images_expand_dates_and_refuse_local_paths_on_dataflow(tmp_path, capsys
 # -- failures -----------------------------------------------------------------------------
 
 def test_a_run_that_writes_nothing_fails_without_completed(tmp_path):
-    from beam_pipelines import text
+    from beam_pipelines import outputs
 
     inp = _jsonl(tmp_path / "in" / "a.jsonl", [{"id": str(i), "text": "short"} for i in range(3)])
     out = tmp_path / "out"
-    with pytest.raises(text.RunFailed, match="EmptyOutputError: no record was written"):
+    with pytest.raises(outputs.RunFailed, match="EmptyOutputError: no record was written"):
         run_text([inp], out, "--steps", "clean,filter,tokenize", "--report=false")
     assert (out / "stats.json").exists() and not (out / "COMPLETED").exists()
     stats = run_text([inp], out, "--steps", "clean,filter", "--allow_empty", "--report=false")

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from beam_pipelines import demo, text
+from beam_pipelines import demo, options, text
 from conftest import assert_accounting, read_dead_letter, read_shards, run_text
 
 
@@ -193,10 +193,10 @@ def test_missing_input_is_an_error(tmp_path, capsys):
 
 
 def test_parse_steps_orders_and_defaults():
-    assert text.parse_steps(None) == ["clean", "filter", "dedup", "pii", "tokenize"]
-    assert text.parse_steps("tokenize,clean") == ["clean", "tokenize"]
-    with pytest.raises(text.OptionError):
-        text.parse_steps("clean,clean")
+    assert options.parse_steps(None) == ["clean", "filter", "dedup", "pii", "tokenize"]
+    assert options.parse_steps("tokenize,clean") == ["clean", "tokenize"]
+    with pytest.raises(options.OptionError):
+        options.parse_steps("clean,clean")
 
 
 def test_everything_filtered_completes_with_empty_splits_only_when_allowed(tmp_path):

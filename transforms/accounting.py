@@ -13,18 +13,27 @@ Every record that enters the pipeline is accounted for exactly once
 metrics (so a runner's UI shows them), and emits the tallies on the
 ``counts`` side output in ``finish_bundle``: a handful of elements per bundle
 instead of one per dropped record.
+
+The ``counts`` output also carries a few :class:`Sample` s per outcome (the raw
+record text: never written as it is); :class:`SplitSamples` separates them
+onto their own ``samples`` output at the end of a pipeline, where
+:mod:`transforms.write.sidecars` scrubs and writes them.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
-import json
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.transforms.window import GlobalWindows
+
+# The pure PII core (no Beam, no import of this module): a dead-letter excerpt is
+# cut where it splits no finding, so that scrubbing it later finds each one whole.
+from transforms.text.pii import safe_cut
 
 __all__ = [
     "NAMESPACE",
@@ -41,15 +50,14 @@ __all__ = [
     "dead_letter_entry",
     "EXCERPT_CHARS",
     "INFO",
-    "SAMPLE",
+    "SAMPLES",
+    "Sample",
+    "SplitSamples",
     "TIME_SECONDS",
     "TIME_CALLS",
-    "is_sample",
-    "scrubbed_excerpt",
     "record_key",
     "node_id",
     "node_record_id",
-    "scrub_dead_letter_entry",
 ]
 
 NAMESPACE = "beamtrain"
@@ -66,44 +74,30 @@ INFO = "info"
 # Side-output tags.
 COUNTS = "counts"
 DEAD = "dead"
+SAMPLES = "samples"  # the samples, once SplitSamples took them off the counts
 
 EXCERPT_CHARS = 200
 
 
 TIME_SECONDS = "time_seconds"
 TIME_CALLS = "time_calls"
-# Samples travel on the counts output, keyed (SAMPLE, "kind|reason"), with a
-# JSON string as the value; pipelines split them off before summing counts.
-SAMPLE = "sample"
-SAMPLES_PER_BUNDLE = 3
-SAMPLE_CHARS = 300
-
-_SCRUBBER = None
+SAMPLES_PER_BUNDLE = 3  # kept per (kind, reason) by each DoFn in each bundle
 
 
-def scrubbed_excerpt(text: Any) -> str:
-    """The first SAMPLE_CHARS characters of ``text`` with PII replaced: what reports may show.
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """One record shown as an example of an outcome (``kind``, ``reason``) in the report.
 
-    Scrubbed as the whole text would be, then cut: a finding that runs past the cut
-    (a private key whose END line comes later, an email cut in two) is found in full
-    and shows as its whole tag, never as a visible prefix (transforms.text.pii.scrub_prefix).
+    ``text`` is the record's text as it was: :mod:`transforms.write.sidecars`
+    turns it into a PII-scrubbed excerpt before anything is written.
     """
-    global _SCRUBBER
-    if not isinstance(text, str) or not text:
-        return ""
-    from transforms.text.pii import PiiScrubber, scrub_prefix
 
-    if _SCRUBBER is None:
-        _SCRUBBER = PiiScrubber()
-    try:
-        excerpt = scrub_prefix(text, SAMPLE_CHARS, _SCRUBBER)
-    except Exception:  # noqa: BLE001 - never show what could not be scrubbed
-        return "[excerpt withheld: PII scrubber failed]"
-    return excerpt.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def is_sample(item) -> bool:
-    return item[0][0] == SAMPLE
+    kind: str
+    reason: str
+    id: str
+    source: str
+    text: str
+    thumbnail: str = ""
 
 
 def stable_hash64(value: str) -> int:
@@ -156,7 +150,7 @@ def _excerpt(raw: Any) -> str:
     """About EXCERPT_CHARS characters of ``raw``, cut where no PII finding is split.
 
     The cut moves past a finding it would fall into (transforms.text.pii.safe_cut), so
-    scrubbing the excerpt later (scrub_dead_letter_entry) finds all of it: no half
+    scrubbing the excerpt later (sidecars.scrub_dead_letter_entry) finds all of it: no half
     email, card or key survives the scrub. Bytes are decoded with backslash escapes;
     at most 256 KiB of them are looked at.
     """
@@ -166,8 +160,6 @@ def _excerpt(raw: Any) -> str:
         raw = bytes(raw[: 1 << 18]).decode("utf-8", "backslashreplace")
     text = str(raw)
     if len(text) > EXCERPT_CHARS:
-        from transforms.text.pii import safe_cut
-
         try:
             cut = safe_cut(text, EXCERPT_CHARS)
         except Exception:  # noqa: BLE001 - bad input never crashes a run; the scrub withholds it
@@ -189,8 +181,8 @@ def dead_letter_entry(
     """One dead-letter line: where the broken input was, why, and an excerpt.
 
     ``detail`` and ``raw_excerpt`` are raw (the input as it was, cut where no PII
-    finding is split); the pipelines pass each entry through
-    :func:`scrub_dead_letter_entry` before writing it, unless --dead_letter_raw.
+    finding is split); the dead letter writer scrubs them
+    (:func:`transforms.write.sidecars.scrub_dead_letter_entry`) unless --dead_letter_raw.
     """
     entry = {
         "source": source,
@@ -203,29 +195,6 @@ def dead_letter_entry(
     if record_id is not None:
         entry["id"] = record_id
     return entry
-
-
-def scrub_dead_letter_entry(entry: Dict[str, Any]) -> Dict[str, Any]:
-    """A copy of a dead-letter entry with ``raw_excerpt`` and ``detail`` PII-scrubbed.
-
-    Findings become tags (``<EMAIL>``, ``<SECRET>``, ...) as the default PII scrubber
-    writes them. ``source``, ``position``, ``unit``, ``reason`` and ``id`` are left as
-    they are: they locate the broken input, and ids are keys, never scrubbed (an id
-    that holds an email stays in the dead letter as it came). Pure: ``entry`` is not
-    changed.
-    """
-    from transforms.text.pii import scrub
-
-    out = dict(entry)
-    for field in ("raw_excerpt", "detail"):
-        value = out.get(field)
-        if value is None or value == "":
-            continue
-        try:
-            out[field] = scrub(value if isinstance(value, str) else str(value))
-        except Exception:  # noqa: BLE001 - never write what could not be scrubbed
-            out[field] = "[withheld: PII scrubber failed]"
-    return out
 
 
 class CountingDoFn(beam.DoFn):
@@ -258,16 +227,14 @@ class CountingDoFn(beam.DoFn):
         dist.update(int(seconds * 1e6))
 
     def sample(self, kind: str, reason: str, record: Dict[str, Any], thumbnail: str = "") -> None:
-        """Keep a few examples per outcome (PII scrubbed) for the report's samples."""
+        """Keep a few examples per outcome for the report's samples (scrubbed when written)."""
         bucket = self._samples.setdefault((kind, reason), [])
         if len(bucket) >= SAMPLES_PER_BUNDLE:
             return
-        entry = {"kind": kind, "reason": reason, "id": str(record.get("id", "")),
-                 "source": str(record.get("source", "")),
-                 "excerpt": scrubbed_excerpt(record.get("text", ""))}
-        if thumbnail:
-            entry["thumbnail"] = thumbnail
-        bucket.append(entry)
+        text = record.get("text", "")
+        bucket.append(Sample(kind=kind, reason=reason, id=str(record.get("id", "")),
+                             source=str(record.get("source", "")),
+                             text=text if isinstance(text, str) else "", thumbnail=thumbnail))
 
     def count(self, kind: str, reason: str, n: int = 1, metric: bool = True) -> None:
         key = (kind, reason)
@@ -288,9 +255,29 @@ class CountingDoFn(beam.DoFn):
     def finish_bundle(self) -> Iterator[Any]:
         for key, n in sorted(self._tally.items()):
             yield pvalue.TaggedOutput(COUNTS, GlobalWindows.windowed_value((key, n)))
-        for (kind, reason), entries in sorted(self._samples.items()):
-            for entry in entries:
-                yield pvalue.TaggedOutput(COUNTS, GlobalWindows.windowed_value(
-                    ((SAMPLE, f"{kind}|{reason}"), json.dumps(entry, ensure_ascii=False))))
+        for _, samples in sorted(self._samples.items()):
+            for sample in samples:
+                yield pvalue.TaggedOutput(COUNTS, GlobalWindows.windowed_value(sample))
         self._tally = collections.Counter()
         self._samples = {}
+
+
+class _SplitSamples(beam.DoFn):
+    def process(self, item):
+        if isinstance(item, Sample):
+            yield pvalue.TaggedOutput(SAMPLES, item)
+        else:
+            yield item
+
+
+class SplitSamples(beam.PTransform):
+    """The ``counts`` outputs of every step -> tallies (main output ``counts``) and ``samples``.
+
+    Applied to one PCollection or a tuple of them (they are flattened first).
+    """
+
+    def expand(self, counts):
+        if not isinstance(counts, beam.PCollection):
+            counts = counts | "MergeCounts" >> beam.Flatten()
+        return counts | "SplitSamples" >> beam.ParDo(_SplitSamples()).with_outputs(
+            SAMPLES, main=COUNTS)

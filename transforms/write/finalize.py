@@ -1,4 +1,11 @@
-"""stats.json, manifest.json and COMPLETED: the end of every pipeline.
+"""The end of every pipeline: shards, dead letter, samples, stats.json, manifest.json, COMPLETED.
+
+:func:`write_dataset` is that end, written once for every pipeline: encode the
+records, write the shards (:class:`~transforms.write.shards.WriteShards`), the
+dead letter and the samples (:mod:`transforms.write.sidecars`), then
+:class:`Finalize`. It is a function rather than a composite so that its steps
+keep their top-level labels (``EncodeExamples``, ``WriteShards``, ``Finalize``)
+in a runner's UI.
 
 :func:`build_stats` turns the pipeline's ``((kind, reason), n)`` tallies into
 the stats.json of DESIGN.md and checks the accounting identity::
@@ -6,18 +13,19 @@ the stats.json of DESIGN.md and checks the accounting identity::
     records_in == records_out + sum(filtered) + sum(duplicates) + sum(dead_letter)
 
 :class:`Finalize` runs once, after every shard and the dead letter are
-written (they are its side inputs): it completes empty shards, writes
-stats.json and manifest.json, fails the run loudly when the identity breaks
-or the dead-letter share exceeds the configured threshold, and writes
-``COMPLETED`` last.
+written (they are its side inputs), in named steps: it completes empty shards,
+writes stats.json, manifest.json and the TFDS metadata, fails the run loudly
+when the identity breaks, the dead-letter share exceeds the configured
+threshold or nothing was written, and writes ``COMPLETED`` last.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import json
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -25,10 +33,12 @@ from apache_beam.io.filesystems import FileSystems
 from transforms import accounting
 from transforms.write import tfds_meta
 from transforms.write import shards as writers
+from transforms.write.sidecars import WriteDeadLetter, WriteSamples
 from transforms.accounting import DEAD_LETTER, DUPLICATES, FILTERED, IN, INFO, OUT
 
-__all__ = ["build_stats", "identity_holds", "Finalize", "TooManyBrokenRecords",
-           "AccountingError", "EmptyOutputError", "sum_counts", "config_digest"]
+__all__ = ["OutputSpec", "Parts", "Written", "write_dataset", "build_stats", "identity_holds",
+           "Finalize", "TooManyBrokenRecords", "AccountingError", "EmptyOutputError", "sum_counts",
+           "config_digest"]
 
 IDENTITY = ("records_in == records_out + sum(filtered.values()) + sum(duplicates.values())"
             " + sum(dead_letter.values())")
@@ -44,6 +54,20 @@ class AccountingError(RuntimeError):
 
 class EmptyOutputError(RuntimeError):
     """The run wrote no record: a dataset the trainer would fail on (``--allow_empty`` accepts it)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputSpec:
+    """Where a run writes, the checks that end it, and what its manifest records."""
+
+    output_dir: str
+    writer: writers.WriterConfig = writers.WriterConfig()
+    max_dead_letter_fraction: float = 0.1
+    allow_empty: bool = False  # complete a run that writes no record
+    dead_letter_raw: bool = False  # write dead-letter excerpts unscrubbed
+    dataset_version: Optional[str] = None  # None: derived from the content
+    config: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # manifest "config"
+    code_version: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 MAX_SOURCES = 1000  # stats.json names this many sources, the rest are summed under OTHER_SOURCES
@@ -157,128 +181,221 @@ def _relative(path: str, output_dir: str) -> str:
     return path[len(prefix):] if path.startswith(prefix) else path
 
 
+def _write_json(output_dir: str, name: str, obj: Any) -> None:
+    with FileSystems.create(FileSystems.join(output_dir, name)) as f:
+        f.write(writers.json_dumps(obj))
+
+
+def complete_shards(output_dir: str, shards: List[dict], writer: writers.WriterConfig) -> List[dict]:
+    """Every shard of every split, the empty ones created, sorted by (split, index)."""
+    splits = [writers.TRAIN] + ([writers.VALIDATION] if writer.validation_fraction else [])
+    shards = list(shards) + writers.write_empty_shards(output_dir, list(shards), splits)
+    shards.sort(key=lambda s: (s["split"], s["index"]))
+    return shards
+
+
+def run_stats(counts: Iterable[Tuple[Tuple[str, str], int]], shards: List[dict]) -> Dict[str, Any]:
+    """stats.json: the accounting (:func:`build_stats`) and records, shards and tokens per split."""
+    stats = build_stats(sum_counts(counts))
+    stats["splits"] = {}
+    for s in shards:
+        split = stats["splits"].setdefault(s["split"], {"records": 0, "shards": s["num_shards"]})
+        split["records"] += s["records"]
+    for split, info in stats["splits"].items():
+        info["tokens"] = stats["info"].get(f"tokens.{split}", 0)
+    return stats
+
+
+def build_manifest(spec: OutputSpec, stats: Dict[str, Any], shards: List[dict], files: Iterable[dict],
+                   dead_files: Sequence[str], tokenizer: Sequence[Any],
+                   extras: Sequence[Sequence[Any]]) -> Dict[str, Any]:
+    """manifest.json: what was read, what was written (with digests), and how."""
+    out = spec.output_dir
+    shard_entries = [
+        {"path": _relative(s["path"], out), "split": s["split"], "records": s["records"],
+         "bytes": s["bytes"], "sha256": s["sha256"]}
+        for s in shards
+    ]
+    written = [s["path"] for s in shard_entries] + [_relative(p, out) for p in dead_files]
+    for extra in extras:
+        written += [_relative(p, out) for p in extra if isinstance(p, str)]
+    tokenizer_entry = None
+    if tokenizer:
+        written += ["tokenizer/spm.model", "tokenizer/spm.vocab"]
+        model_path = FileSystems.join(out, "tokenizer", "spm.model")
+        tokenizer_entry = {"path": "tokenizer/spm.model", "sha256": _sha256_of(model_path)}
+    content = hashlib.sha256()
+    for s in shard_entries:
+        content.update(f"{s['path']}:{s['sha256']}\n".encode())
+    if tokenizer_entry:
+        content.update(tokenizer_entry["sha256"].encode())
+    config = dict(spec.config)
+    return {
+        "dataset_version": spec.dataset_version or content.hexdigest()[:16],
+        "content_sha256": content.hexdigest(),
+        "code_version": dict(spec.code_version),
+        "config": config,
+        "inputs": sorted(
+            ({"path": f["path"], "size": f["size"], "mtime": f["mtime"]} for f in files),
+            key=lambda f: f["path"]),
+        "shards": shard_entries,
+        "tokenizer": tokenizer_entry,
+        "dead_letter": sorted(_relative(p, out) for p in dead_files),
+        "records_out": stats["records_out"],
+        "config_sha256": config_digest(config),
+        # every file this run wrote: the only files a later run here may delete
+        "files": sorted(set(written) | set(FIXED_FILES)),
+    }
+
+
+def write_tfds(output_dir: str, manifest: Dict[str, Any]) -> None:
+    """dataset_info.json + features.json for ``tfds.builder_from_directory(output_dir)``.
+
+    Raises TfdsMetadataError (naming the cause) rather than skipping them. Label
+    files are named after their feature: the manifest lists them too.
+    """
+    tfds_files = {_relative(p, output_dir)
+                  for p in tfds_meta.write_tfds_metadata(output_dir, manifest)}
+    if not tfds_files <= set(manifest["files"]):
+        manifest["files"] = sorted(set(manifest["files"]) | tfds_files)
+        _write_json(output_dir, "manifest.json", manifest)
+
+
+def check_run(stats: Dict[str, Any], spec: OutputSpec) -> None:
+    """Fail the run loudly: records lost, too many broken, or nothing written (unless allowed)."""
+    out = spec.output_dir
+    if not stats["accounting"]["holds"]:
+        raise AccountingError(
+            f"accounting identity broken: {json.dumps({k: stats[k] for k in ('records_in', 'records_out', 'filtered', 'duplicates', 'dead_letter')})}")
+    dead = sum(stats["dead_letter"].values())
+    if stats["records_in"] and dead / stats["records_in"] > spec.max_dead_letter_fraction:
+        raise TooManyBrokenRecords(
+            f"{dead} of {stats['records_in']} input records are broken "
+            f"({dead / stats['records_in']:.1%} > max_dead_letter_fraction="
+            f"{spec.max_dead_letter_fraction:.1%}); see {FileSystems.join(out, 'dead_letter')}")
+    if stats["records_out"] == 0 and not spec.allow_empty:
+        where = ", ".join(f"{k} {sum(stats[k].values())}" for k in
+                          ("filtered", "duplicates", "dead_letter"))
+        raise EmptyOutputError(
+            f"no record was written (records in {stats['records_in']}: {where}); see "
+            f"{FileSystems.join(out, 'stats.json')}, or pass --allow_empty to accept it")
+
+
+def write_completed(output_dir: str, manifest: Dict[str, Any]) -> None:
+    """COMPLETED, last: the digests a trainer and verify check the folder against."""
+    with FileSystems.create(FileSystems.join(output_dir, "COMPLETED")) as f:
+        f.write(json.dumps({"dataset_version": manifest["dataset_version"],
+                            "content_sha256": manifest["content_sha256"],
+                            "config_sha256": manifest["config_sha256"]}).encode() + b"\n")
+
+
 class _FinalizeDoFn(beam.DoFn):
-    def __init__(self, output_dir: str, config: Dict[str, Any], code_version: Dict[str, Any],
-                 max_dead_letter_fraction: float, dataset_version: Optional[str],
-                 on_success: Optional[Callable[[str], None]] = None):
-        self._output_dir = output_dir
+    def __init__(self, spec: OutputSpec, on_success: Optional[Callable[[str], None]] = None):
+        self._spec = spec
         self._on_success = on_success
-        self._validation = bool(config.get("writer", {}).get("validation_fraction", 0))
-        self._config = config
-        self._code_version = code_version
-        self._max_dead = max_dead_letter_fraction
-        self._dataset_version = dataset_version
 
     def process(self, _, counts, shards, files, dead_files, tokenizer, *extras):
-        counts = sum_counts(counts)
-        stats = build_stats(counts)
-        splits = [writers.TRAIN] + ([writers.VALIDATION] if self._validation else [])
-        shards = list(shards) + writers.write_empty_shards(self._output_dir, list(shards), splits)
-        shards.sort(key=lambda s: (s["split"], s["index"]))
-        stats["splits"] = {}
-        for s in shards:
-            split = stats["splits"].setdefault(s["split"], {"records": 0, "shards": s["num_shards"]})
-            split["records"] += s["records"]
-        for split, info in stats["splits"].items():
-            info["tokens"] = stats["info"].get(f"tokens.{split}", 0)
-        out = self._output_dir
-        with FileSystems.create(FileSystems.join(out, "stats.json")) as f:
-            f.write(writers.json_dumps(stats))
-
-        shard_entries = [
-            {"path": _relative(s["path"], out), "split": s["split"], "records": s["records"],
-             "bytes": s["bytes"], "sha256": s["sha256"]}
-            for s in shards
-        ]
-        written = [s["path"] for s in shard_entries] + [_relative(p, out) for p in dead_files]
-        for extra in extras:
-            written += [_relative(p, out) for p in extra if isinstance(p, str)]
-        tokenizer_entry = None
-        if tokenizer:
-            written += ["tokenizer/spm.model", "tokenizer/spm.vocab"]
-            model_path = FileSystems.join(out, "tokenizer", "spm.model")
-            tokenizer_entry = {"path": "tokenizer/spm.model", "sha256": _sha256_of(model_path)}
-        content = hashlib.sha256()
-        for s in shard_entries:
-            content.update(f"{s['path']}:{s['sha256']}\n".encode())
-        if tokenizer_entry:
-            content.update(tokenizer_entry["sha256"].encode())
-        manifest = {
-            "dataset_version": self._dataset_version or content.hexdigest()[:16],
-            "content_sha256": content.hexdigest(),
-            "code_version": self._code_version,
-            "config": self._config,
-            "inputs": sorted(
-                ({"path": f["path"], "size": f["size"], "mtime": f["mtime"]} for f in files),
-                key=lambda f: f["path"]),
-            "shards": shard_entries,
-            "tokenizer": tokenizer_entry,
-            "dead_letter": sorted(_relative(p, out) for p in dead_files),
-            "records_out": stats["records_out"],
-            "config_sha256": config_digest(self._config),
-            # every file this run wrote: the only files a later run here may delete
-            "files": sorted(set(written) | set(FIXED_FILES)),
-        }
-        with FileSystems.create(FileSystems.join(out, "manifest.json")) as f:
-            f.write(writers.json_dumps(manifest))
-        # dataset_info.json + features.json for tfds.builder_from_directory(out);
-        # raises TfdsMetadataError (naming the cause) rather than skipping them
-        tfds_files = {_relative(p, out) for p in tfds_meta.write_tfds_metadata(out, manifest)}
-        if not tfds_files <= set(manifest["files"]):  # label files named after their feature
-            manifest["files"] = sorted(set(manifest["files"]) | tfds_files)
-            with FileSystems.create(FileSystems.join(out, "manifest.json")) as f:
-                f.write(writers.json_dumps(manifest))
-
-        if not stats["accounting"]["holds"]:
-            raise AccountingError(
-                f"accounting identity broken: {json.dumps({k: stats[k] for k in ('records_in', 'records_out', 'filtered', 'duplicates', 'dead_letter')})}")
-        dead = sum(stats["dead_letter"].values())
-        if stats["records_in"] and dead / stats["records_in"] > self._max_dead:
-            raise TooManyBrokenRecords(
-                f"{dead} of {stats['records_in']} input records are broken "
-                f"({dead / stats['records_in']:.1%} > max_dead_letter_fraction="
-                f"{self._max_dead:.1%}); see {FileSystems.join(out, 'dead_letter')}")
-        if stats["records_out"] == 0 and not self._config.get("allow_empty", False):
-            where = ", ".join(f"{k} {sum(stats[k].values())}" for k in
-                              ("filtered", "duplicates", "dead_letter"))
-            raise EmptyOutputError(
-                f"no record was written (records in {stats['records_in']}: {where}); see "
-                f"{FileSystems.join(out, 'stats.json')}, or pass --allow_empty to accept it")
+        spec = self._spec
+        out = spec.output_dir
+        shards = complete_shards(out, shards, spec.writer)
+        stats = run_stats(counts, shards)
+        _write_json(out, "stats.json", stats)
+        manifest = build_manifest(spec, stats, shards, files, dead_files, tokenizer, extras)
+        _write_json(out, "manifest.json", manifest)
+        write_tfds(out, manifest)
+        check_run(stats, spec)
         if self._on_success is not None:
             self._on_success(out)
-        with FileSystems.create(FileSystems.join(out, "COMPLETED")) as f:
-            f.write(json.dumps({"dataset_version": manifest["dataset_version"],
-                                "content_sha256": manifest["content_sha256"],
-                                "config_sha256": manifest["config_sha256"]}).encode() + b"\n")
+        write_completed(out, manifest)
         yield stats
 
 
-class Finalize(beam.PTransform):
-    """Writes stats.json, manifest.json and COMPLETED once everything else is written."""
+@dataclasses.dataclass(frozen=True)
+class Written:
+    """What Finalize waits for (its side inputs): every other write of the run is done."""
 
-    def __init__(self, output_dir: str, counts, shards, files, dead_files, tokenizer,
-                 config: Dict[str, Any], code_version: Dict[str, Any],
-                 max_dead_letter_fraction: float = 0.1, dataset_version: Optional[str] = None,
-                 extras: Tuple = (), on_success: Optional[Callable[[str], None]] = None):
+    counts: beam.PCollection  # ((kind, reason), n), summed
+    shards: beam.PCollection  # one info dict per written shard
+    files: beam.PCollection  # the input files read: {path, size, mtime}
+    dead_letter: beam.PCollection  # paths of the dead-letter files
+    tokenizer: beam.PCollection  # the tokenizer's files, or nothing
+    extras: Tuple[beam.PCollection, ...] = ()  # paths of more files written (labels, samples, ...)
+
+
+class Finalize(beam.PTransform):
+    """Writes stats.json, manifest.json and COMPLETED once everything in ``written`` is written.
+
+    ``on_success(output_dir)`` runs after the checks passed and before COMPLETED
+    (e.g. draw report.html).
+    """
+
+    def __init__(self, spec: OutputSpec, written: Written,
+                 on_success: Optional[Callable[[str], None]] = None):
         super().__init__()
-        self._on_success = on_success  # e.g. draw report.html, before COMPLETED
-        self._output_dir = output_dir
-        self._inputs = (counts, shards, files, dead_files, tokenizer)
-        self._extras = tuple(extras)  # more writes that must finish before COMPLETED
-        self._config = config
-        self._code_version = code_version
-        self._max_dead = max_dead_letter_fraction
-        self._dataset_version = dataset_version
+        self._spec = spec
+        self._written = written
+        self._on_success = on_success
 
     def expand(self, pbegin):
-        counts, shards, files, dead_files, tokenizer = self._inputs
+        w = self._written
         AsList = beam.pvalue.AsList
         return (
             pbegin
             | "Once" >> beam.Create([None])
             | "WriteStatsManifestCompleted" >> beam.ParDo(
-                _FinalizeDoFn(self._output_dir, self._config, self._code_version,
-                              self._max_dead, self._dataset_version, self._on_success),
-                AsList(counts), AsList(shards), AsList(files), AsList(dead_files),
-                AsList(tokenizer), *[AsList(e) for e in self._extras])
+                _FinalizeDoFn(self._spec, self._on_success),
+                AsList(w.counts), AsList(w.shards), AsList(w.files), AsList(w.dead_letter),
+                AsList(w.tokenizer), *[AsList(e) for e in w.extras])
         )
+
+
+@dataclasses.dataclass
+class Parts:
+    """What a pipeline's steps hand to its end besides the records, gathered as it is built."""
+
+    files: beam.PCollection  # the input files read (the reader's ``files`` output)
+    tokenizer: Optional[beam.PCollection] = None  # the tokenizer's files, when one is made
+    counts: List[beam.PCollection] = dataclasses.field(default_factory=list)
+    dead: List[beam.PCollection] = dataclasses.field(default_factory=list)
+    extras: List[beam.PCollection] = dataclasses.field(default_factory=list)  # more files written
+
+    def add(self, counts: beam.PCollection, dead: Optional[beam.PCollection] = None) -> None:
+        """A step's ``counts`` output, and its dead letters when it has any."""
+        self.counts.append(counts)
+        if dead is not None:
+            self.dead.append(dead)
+
+
+def write_dataset(records: beam.PCollection, encode: beam.PTransform, parts: Parts,
+                  spec: OutputSpec, on_success: Optional[Callable[[str], None]] = None
+                  ) -> beam.PCollection:
+    """The end of every pipeline: encode -> write shards -> dead letter -> samples -> finalize.
+
+    Args:
+      records: the records to write.
+      encode: records -> ``examples`` (split, id, Example bytes, tokens, bytes, (source,
+        position)) and ``counts``, e.g. :class:`~transforms.write.shards.EncodeExamples`.
+      parts: the counts, dead letters, input files, tokenizer and extra files of the steps.
+      spec: where to write, the run's checks, and what the manifest records.
+      on_success: called with the output folder before COMPLETED (e.g. draw report.html).
+
+    Returns:
+      stats.json's content, once everything is written.
+    """
+    out = spec.output_dir
+    p = records.pipeline
+    examples = records | "EncodeExamples" >> encode
+    shards = examples.examples | "WriteShards" >> writers.WriteShards(out, spec.writer)
+    counts = tuple(parts.counts) + (examples[accounting.COUNTS], shards[accounting.COUNTS])
+    dead = tuple(parts.dead) + (shards[accounting.DEAD],)
+    dead_files = dead | "DeadLetter" >> WriteDeadLetter(out, spec.dead_letter_raw)
+    split = counts | "Tallies" >> accounting.SplitSamples()
+    total = split[accounting.COUNTS] | "SumCounts" >> beam.CombinePerKey(sum)
+    samples_file = split[accounting.SAMPLES] | "Samples" >> WriteSamples(out)
+    tokenizer = parts.tokenizer
+    if tokenizer is None:
+        tokenizer = p | "NoTokenizer" >> beam.Create([])
+    written = Written(counts=total, shards=shards.shards, files=parts.files,
+                      dead_letter=dead_files, tokenizer=tokenizer,
+                      extras=tuple(parts.extras) + (samples_file,))
+    return p | "Finalize" >> Finalize(spec, written, on_success)
