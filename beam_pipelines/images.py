@@ -59,7 +59,7 @@ def image_steps(records: beam.PCollection, config: ImageRunConfig, parts: Parts)
     """Validate and resize, then drop exact and near duplicates (as configured)."""
     processed = records | "Images" >> ProcessImages(config.image.stage())
     records = processed.records
-    parts.add(processed[accounting.COUNTS], processed[accounting.DEAD])
+    parts.add(processed[accounting.COUNTS], processed[accounting.DEAD], processed[accounting.SAMPLES])
     if config.dedup:
         exact = records | "ExactDedup" >> ImageExactDedup()
         records = exact.records
@@ -67,7 +67,7 @@ def image_steps(records: beam.PCollection, config: ImageRunConfig, parts: Parts)
         if config.near_dup_hamming >= 0:
             near = records | "NearDedup" >> ImageNearDedup(config.near_dup_hamming)
             records = near["records"]
-            parts.add(near["counts"])
+            parts.add(near["counts"], samples=near["samples"])
     return records
 
 

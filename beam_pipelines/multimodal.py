@@ -51,12 +51,12 @@ def caption_steps(p: beam.Pipeline, records: beam.PCollection, config: PairRunCo
     """Clean, filter and scrub each caption; the caption tokenizer goes into ``parts``."""
     captions = config.captions
     cleaned = records | "CaptionClean" >> Clean(CleanConfig(html="never"))
-    parts.add(cleaned[accounting.COUNTS])
+    parts.add(cleaned[accounting.COUNTS], samples=cleaned[accounting.SAMPLES])
     filtered = cleaned.records | "CaptionFilter" >> QualityFilter(
         captions.filter(), None, captions.blocklist())
-    parts.add(filtered[accounting.COUNTS])
+    parts.add(filtered[accounting.COUNTS], samples=filtered[accounting.SAMPLES])
     scrubbed = filtered.records | "CaptionPii" >> ScrubPii(captions.pii())
-    parts.add(scrubbed[accounting.COUNTS])
+    parts.add(scrubbed[accounting.COUNTS], samples=scrubbed[accounting.SAMPLES])
     if captions.tokenizer_model:
         parts.tokenizer = p | "LoadCaptionTokenizer" >> LoadTokenizer(
             captions.tokenizer_model, config.output_dir)

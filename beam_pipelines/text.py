@@ -55,13 +55,13 @@ def build_pipeline(p: beam.Pipeline, config: TextConfig) -> None:
     if "clean" in config.steps:
         cleaned = records | "Clean" >> Clean(config.clean.stage())
         records = cleaned.records
-        parts.add(cleaned[accounting.COUNTS])
+        parts.add(cleaned[accounting.COUNTS], samples=cleaned[accounting.SAMPLES])
     if "filter" in config.steps:
         kept = records | "Filter" >> QualityFilter(
             config.filter, config.license,
             config.blocklist.stage() if config.blocklist else None)
         records = kept.records
-        parts.add(kept[accounting.COUNTS])
+        parts.add(kept[accounting.COUNTS], samples=kept[accounting.SAMPLES])
     if "dedup" in config.steps:
         deduped = records | "ExactDedup" >> ExactDedup()
         records = deduped.records
@@ -70,7 +70,7 @@ def build_pipeline(p: beam.Pipeline, config: TextConfig) -> None:
         if near:
             removed = records | "NearDedup" >> NearDedup(near.stage())
             records = removed["records"]
-            parts.add(removed["counts"])
+            parts.add(removed["counts"], samples=removed["samples"])
             if near.write_clusters:
                 parts.extras.append(
                     removed["clusters"]
@@ -81,7 +81,7 @@ def build_pipeline(p: beam.Pipeline, config: TextConfig) -> None:
     if "pii" in config.steps:
         scrubbed = records | "Pii" >> ScrubPii(config.pii.stage(), config.pii.drop_above)
         records = scrubbed.records
-        parts.add(scrubbed[accounting.COUNTS])
+        parts.add(scrubbed[accounting.COUNTS], samples=scrubbed[accounting.SAMPLES])
     if "tokenize" in config.steps:
         tokenizer = config.tokenizer
         if tokenizer.model:

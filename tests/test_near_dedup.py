@@ -179,7 +179,7 @@ def _within_one(a, b):
 @pytest.mark.parametrize("accept", [_within_one, None])
 def test_engine_with_a_pluggable_predicate(accept, local_runner):
     """The shared engine: one bucket of four nodes; the predicate decides which pairs are edges."""
-    from transforms.accounting import is_sample, node_id
+    from transforms.accounting import Sample, node_id
 
     records = [{"id": i, "text": "", "source": "s", "position": k, "key": i, "meta": {}}
                for k, i in enumerate(["a", "b", "c", "d", "e"])]
@@ -199,7 +199,7 @@ def test_engine_with_a_pluggable_predicate(accept, local_runner):
             {"id": m, "cluster_id": "a", "cluster_size": len(members)} for m in members]),
             label="clusters")
         counts = (out["counts"]
-                  | beam.Filter(lambda kv: not is_sample(kv) and not kv[0][1].startswith("near_dedup.round_"))
+                  | beam.Filter(lambda kv: not isinstance(kv, Sample) and not kv[0][1].startswith("near_dedup.round_"))
                   | beam.CombinePerKey(sum))
         expected = [(("duplicates", "near"), len(members) - 1), (("info", "near_dedup.bucket_pairs"), 6),
                     ((components.HIST_CLUSTER_SIZE, str(len(members))), 1)]
@@ -341,10 +341,10 @@ def test_near_dedup_counts_and_clusters(local_runner):
         out = p | beam.Create(records) | nd.NearDedup()
         assert_that(out["records"] | beam.Map(lambda r: r["id"]), equal_to(["a", "c", "empty"]),
                     label="survivors")
-        from transforms.accounting import is_sample
+        from transforms.accounting import Sample
 
         counts = (out["counts"]
-                  | beam.Filter(lambda kv: not is_sample(kv) and not kv[0][0].startswith("time_"))
+                  | beam.Filter(lambda kv: not isinstance(kv, Sample) and not kv[0][0].startswith("time_"))
                   | beam.Filter(lambda kv: not kv[0][1].startswith(("near_dedup.round_", "near_dedup.bucket")))
                   | beam.CombinePerKey(sum))
         assert_that(counts, equal_to([

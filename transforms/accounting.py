@@ -14,10 +14,11 @@ metrics (so a runner's UI shows them), and emits the tallies on the
 ``counts`` side output in ``finish_bundle``: a handful of elements per bundle
 instead of one per dropped record.
 
-The ``counts`` output also carries a few :class:`Sample` s per outcome (the raw
-record text: never written as it is); :class:`SplitSamples` separates them
-onto their own ``samples`` output at the end of a pipeline, where
-:mod:`transforms.write.sidecars` scrubs and writes them.
+A DoFn that calls ``self.sample(...)`` also emits a few :class:`Sample` s per
+outcome (the raw record text: never written as it is) on its ``samples``
+output; its transform declares that output (``with_outputs(COUNTS, SAMPLES,
+...)``) and hands it on, and :mod:`transforms.write.sidecars` scrubs and
+writes them.
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ __all__ = [
     "INFO",
     "SAMPLES",
     "Sample",
-    "SplitSamples",
     "TIME_SECONDS",
     "TIME_CALLS",
     "record_key",
@@ -74,7 +74,7 @@ INFO = "info"
 # Side-output tags.
 COUNTS = "counts"
 DEAD = "dead"
-SAMPLES = "samples"  # the samples, once SplitSamples took them off the counts
+SAMPLES = "samples"  # a few records per outcome, for the report (see CountingDoFn.sample)
 
 EXCERPT_CHARS = 200
 
@@ -257,27 +257,6 @@ class CountingDoFn(beam.DoFn):
             yield pvalue.TaggedOutput(COUNTS, GlobalWindows.windowed_value((key, n)))
         for _, samples in sorted(self._samples.items()):
             for sample in samples:
-                yield pvalue.TaggedOutput(COUNTS, GlobalWindows.windowed_value(sample))
+                yield pvalue.TaggedOutput(SAMPLES, GlobalWindows.windowed_value(sample))
         self._tally = collections.Counter()
         self._samples = {}
-
-
-class _SplitSamples(beam.DoFn):
-    def process(self, item):
-        if isinstance(item, Sample):
-            yield pvalue.TaggedOutput(SAMPLES, item)
-        else:
-            yield item
-
-
-class SplitSamples(beam.PTransform):
-    """The ``counts`` outputs of every step -> tallies (main output ``counts``) and ``samples``.
-
-    Applied to one PCollection or a tuple of them (they are flattened first).
-    """
-
-    def expand(self, counts):
-        if not isinstance(counts, beam.PCollection):
-            counts = counts | "MergeCounts" >> beam.Flatten()
-        return counts | "SplitSamples" >> beam.ParDo(_SplitSamples()).with_outputs(
-            SAMPLES, main=COUNTS)

@@ -292,7 +292,7 @@ class Survivors(beam.PTransform):
     Args:
       thumbnail: optional ``record -> str`` (base64 JPEG) shown with the samples of drops.
 
-    Returns a dict with ``records`` and ``counts``.
+    Returns a dict with ``records``, ``counts`` and ``samples``.
     """
 
     def __init__(self, thumbnail: Optional[Callable[[dict], str]] = None):
@@ -311,9 +311,10 @@ class Survivors(beam.PTransform):
             {"record": keyed, "drop": removed}
             | "JoinRemovals" >> beam.CoGroupByKey()
             | "DropNearDuplicates" >> beam.ParDo(_DropChildrenFn(self._thumbnail)).with_outputs(
-                accounting.COUNTS, main="records")
+                accounting.COUNTS, accounting.SAMPLES, main="records")
         )
-        return {"records": survivors.records, accounting.COUNTS: survivors[accounting.COUNTS]}
+        return {"records": survivors.records, accounting.COUNTS: survivors[accounting.COUNTS],
+                accounting.SAMPLES: survivors[accounting.SAMPLES]}
 
 
 class Clusters(beam.PTransform):
@@ -352,7 +353,8 @@ class RemoveNearDuplicates(beam.PTransform):
       clusters: also return ``clusters`` rows and count the cluster-size histogram.
       thumbnail: optional ``record -> str`` for the samples of dropped records.
 
-    Returns a dict with ``records``, ``counts`` and, with ``clusters``, ``clusters``.
+    Returns a dict with ``records``, ``counts``, ``samples`` (of dropped records) and,
+    with ``clusters``, ``clusters``.
     """
 
     def __init__(self, accept: Optional[Accept], counter: str = COUNTER, max_bucket: int = 64,
@@ -382,7 +384,7 @@ class RemoveNearDuplicates(beam.PTransform):
         survivors = ({"records": inputs["records"], "edges": stars["edges"]}
                      | "Survivors" >> Survivors(self._thumbnail))
         counts.append(survivors[accounting.COUNTS])
-        out = {"records": survivors["records"]}
+        out = {"records": survivors["records"], accounting.SAMPLES: survivors[accounting.SAMPLES]}
         if self._clusters:
             clusters = stars["edges"] | "Clusters" >> Clusters()
             counts.append(clusters[accounting.COUNTS])

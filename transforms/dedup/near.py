@@ -162,7 +162,7 @@ class NearDedup(beam.PTransform):
     :class:`transforms.dedup.components.RemoveNearDuplicates` with
     :class:`JaccardAtLeast` (no predicate when ``verify="none"``).
 
-    Returns a dict with ``records``, ``counts`` and ``clusters``.
+    Returns a dict with ``records``, ``counts``, ``samples`` and ``clusters``.
     """
 
     def __init__(self, config: NearDedupConfig = NearDedupConfig()):
@@ -189,4 +189,5 @@ class NearDedup(beam.PTransform):
         counts = (signed[accounting.COUNTS], removed[accounting.COUNTS])
         return {"records": removed["records"],
                 "counts": counts | "MergeNearDedupCounts" >> beam.Flatten(),
+                "samples": removed[accounting.SAMPLES],
                 "clusters": removed["clusters"]}

@@ -83,7 +83,7 @@ class ProcessImages(beam.PTransform):
 
     def expand(self, records):
         return records | "ValidateResize" >> beam.ParDo(_ProcessDoFn(self._config)).with_outputs(
-            accounting.DEAD, accounting.COUNTS, main="records")
+            accounting.DEAD, accounting.COUNTS, accounting.SAMPLES, main="records")
 
 
 def source_key(record: dict) -> str:
@@ -112,7 +112,7 @@ def band_keys(record: dict, bands: int = BANDS):
 class ImageNearDedup(beam.PTransform):
     """Near-duplicate images (dHash Hamming distance <= ``max_distance``, at most 7) -> survivors.
 
-    Returns a dict with ``records`` and ``counts``.
+    Returns a dict with ``records``, ``counts`` and ``samples``.
     """
 
     def __init__(self, max_distance: int = 6, max_rounds: int = 10, max_bucket: int = 64):
@@ -132,7 +132,8 @@ class ImageNearDedup(beam.PTransform):
         removed = inputs | "Components" >> RemoveNearDuplicates(
             HammingAtMost(self._max), counter="image_dedup", max_bucket=self._bucket,
             max_rounds=self._rounds, thumbnail=thumbnail)
-        return {"records": removed["records"], "counts": removed[accounting.COUNTS]}
+        return {"records": removed["records"], "counts": removed[accounting.COUNTS],
+                "samples": removed[accounting.SAMPLES]}
 
 
 class _ToExample(accounting.CountingDoFn):
@@ -168,8 +169,8 @@ class ToImageExamples(beam.PTransform):
     def expand(self, records):
         if self._labels is None:
             return records | "ToExample" >> beam.ParDo(_ToExample(self._fraction)).with_outputs(
-                accounting.COUNTS, main="examples")
+                accounting.COUNTS, accounting.SAMPLES, main="examples")
         index = self._labels | "LabelIndex" >> beam.Map(lambda names: {n: i for i, n in enumerate(names)})
         return records | "ToExample" >> beam.ParDo(
             _ToExample(self._fraction), label_index=pvalue.AsSingleton(index)).with_outputs(
-                accounting.COUNTS, main="examples")
+                accounting.COUNTS, accounting.SAMPLES, main="examples")

@@ -378,4 +378,4 @@ class Clean(beam.PTransform):
 
     def expand(self, records):
         return records | "CleanText" >> beam.ParDo(_CleanDoFn(self._config)).with_outputs(
-            accounting.COUNTS, main="records")
+            accounting.COUNTS, accounting.SAMPLES, main="records")

@@ -81,4 +81,5 @@ class ScrubPii(beam.PTransform):
 
     def expand(self, records):
         return records | "FindAndScrub" >> beam.ParDo(
-            _PiiDoFn(self._config, self._drop_above)).with_outputs(accounting.COUNTS, main="records")
+            _PiiDoFn(self._config, self._drop_above)).with_outputs(
+                accounting.COUNTS, accounting.SAMPLES, main="records")

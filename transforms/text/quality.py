@@ -95,4 +95,4 @@ class QualityFilter(beam.PTransform):
     def expand(self, records):
         return records | "QualityRules" >> beam.ParDo(_FilterDoFn(
             self._config, self._license_config, self._blocklist_config)).with_outputs(
-                accounting.COUNTS, main="records")
+                accounting.COUNTS, accounting.SAMPLES, main="records")

@@ -357,13 +357,17 @@ class Parts:
     tokenizer: Optional[beam.PCollection] = None  # the tokenizer's files, when one is made
     counts: List[beam.PCollection] = dataclasses.field(default_factory=list)
     dead: List[beam.PCollection] = dataclasses.field(default_factory=list)
+    samples: List[beam.PCollection] = dataclasses.field(default_factory=list)
     extras: List[beam.PCollection] = dataclasses.field(default_factory=list)  # more files written
 
-    def add(self, counts: beam.PCollection, dead: Optional[beam.PCollection] = None) -> None:
-        """A step's ``counts`` output, and its dead letters when it has any."""
+    def add(self, counts: beam.PCollection, dead: Optional[beam.PCollection] = None,
+            samples: Optional[beam.PCollection] = None) -> None:
+        """A step's ``counts`` output, and its dead letters and samples when it has them."""
         self.counts.append(counts)
         if dead is not None:
             self.dead.append(dead)
+        if samples is not None:
+            self.samples.append(samples)
 
 
 def write_dataset(records: beam.PCollection, encode: beam.PTransform, parts: Parts,
@@ -389,9 +393,9 @@ def write_dataset(records: beam.PCollection, encode: beam.PTransform, parts: Par
     counts = tuple(parts.counts) + (examples[accounting.COUNTS], shards[accounting.COUNTS])
     dead = tuple(parts.dead) + (shards[accounting.DEAD],)
     dead_files = dead | "DeadLetter" >> WriteDeadLetter(out, spec.dead_letter_raw)
-    split = counts | "Tallies" >> accounting.SplitSamples()
-    total = split[accounting.COUNTS] | "SumCounts" >> beam.CombinePerKey(sum)
-    samples_file = split[accounting.SAMPLES] | "Samples" >> WriteSamples(out)
+    total = counts | "MergeCounts" >> beam.Flatten() | "SumCounts" >> beam.CombinePerKey(sum)
+    samples = tuple(parts.samples) + (examples[accounting.SAMPLES],)
+    samples_file = samples | "MergeSamples" >> beam.Flatten() | "Samples" >> WriteSamples(out)
     tokenizer = parts.tokenizer
     if tokenizer is None:
         tokenizer = p | "NoTokenizer" >> beam.Create([])

@@ -301,7 +301,7 @@ class EncodeExamples(beam.PTransform):
 
     def expand(self, records):
         return records | "ToExample" >> beam.ParDo(_ToExample(self._config)).with_outputs(
-            accounting.COUNTS, main="examples")
+            accounting.COUNTS, accounting.SAMPLES, main="examples")
 
 
 class _AssignShard(beam.DoFn):
