@@ -344,6 +344,7 @@ def kill_after_checkpoint(cmd, model_dir, min_step, timeout=600):
     return checkpoint_step()
 
 
+@pytest.mark.slow
 def test_two_cpu_replicas_train_and_learn_the_classes(image_data, tmp_path):
     proc = _train(image_data, tmp_path / "m", "--steps", "40")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -361,6 +362,7 @@ def test_two_cpu_replicas_train_and_learn_the_classes(image_data, tmp_path):
     assert "validation accuracy" in proc.stdout
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_checkpoint(image_data, tmp_path):
     model_dir = tmp_path / "m"
     step = kill_after_checkpoint(_command(image_data, model_dir, "--steps", "30"), model_dir, 10)

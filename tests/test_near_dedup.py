@@ -317,6 +317,7 @@ def _survivors(docs, tmp_path, config=nd.NearDedupConfig(), order_seed=0):
     return ids
 
 
+@pytest.mark.slow
 def test_near_duplicate_quality_on_labelled_real_text(labelled, tmp_path):
     docs, groups, low_pairs, singles = labelled
     assert len(groups) >= 90 and len(low_pairs) >= 70 and len(singles) >= 50
@@ -356,6 +357,7 @@ def test_near_dedup_counts_and_clusters(local_runner):
             {"id": "b", "cluster_id": "a", "cluster_size": 2}]), label="clusters")
 
 
+@pytest.mark.slow
 def test_exact_verification_meets_the_same_quality(labelled, tmp_path):
     docs, groups, low_pairs, singles = labelled
     survivors = _survivors(docs, tmp_path, nd.NearDedupConfig(verify="exact"))

@@ -46,6 +46,7 @@ def _project_imports():
     return needed
 
 
+@pytest.mark.slow
 def test_sdist_ships_every_module_the_pipelines_import(tmp_path):
     subprocess.run([sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(tmp_path)],
                    cwd=ROOT, check=True, capture_output=True)
@@ -226,6 +227,7 @@ def job_service(tmp_path):
         proc.wait()
 
 
+@pytest.mark.slow
 def test_portable_runner_through_a_local_job_service_matches_direct(tmp_path, job_service):
     inp = _small_corpus(tmp_path)
     args = ["--vocab_size", "600", "--num_shards", "2"]
@@ -240,6 +242,7 @@ def test_portable_runner_through_a_local_job_service_matches_direct(tmp_path, jo
     assert (tmp_path / "portable" / "COMPLETED").exists()
 
 
+@pytest.mark.slow
 def test_multi_processing_gives_the_same_records(tmp_path):
     inp = _small_corpus(tmp_path)
     args = ["--vocab_size", "600", "--num_shards", "2", "--read_chunk_mb", "1"]

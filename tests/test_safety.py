@@ -189,6 +189,7 @@ def test_a_run_that_writes_nothing_fails_without_completed(tmp_path):
     assert stats["records_out"] == 0 and (out / "COMPLETED").exists()
 
 
+@pytest.mark.slow
 def test_a_failed_run_prints_its_one_line_cause_last(tmp_path):
     inp = _jsonl(tmp_path / "in" / "a.jsonl", [{"id": "1", "text": "tiny"}])
     proc = subprocess.run(

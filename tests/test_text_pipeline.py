@@ -110,6 +110,7 @@ def _small_corpus(tmp_path, n=120):
     return inp
 
 
+@pytest.mark.slow
 def test_same_input_twice_same_records_ids_and_tokens(tmp_path):
     inp = _small_corpus(tmp_path)
     outs = []
@@ -139,6 +140,7 @@ def test_steps_without_tokenize_write_text(tmp_path):
     assert not (out / "tokenizer").exists()
 
 
+@pytest.mark.slow
 def test_reuse_a_tokenizer_model(tmp_path):
     inp = _small_corpus(tmp_path)
     first = tmp_path / "first"

@@ -230,6 +230,7 @@ def kill_after_checkpoint(cmd, model_dir, min_step, timeout=600):
     return checkpoint_step()
 
 
+@pytest.mark.slow
 def test_two_cpu_replicas_train_and_loss_goes_down(lm_data, tmp_path):
     proc = _train(lm_data, tmp_path / "m", "--steps", "40")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -244,6 +245,7 @@ def test_two_cpu_replicas_train_and_loss_goes_down(lm_data, tmp_path):
     assert os.listdir(tmp_path / "m" / "logs" / "train")  # TensorBoard events
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_checkpoint(lm_data, tmp_path):
     model_dir = tmp_path / "m"
     step = kill_after_checkpoint(_command(lm_data, model_dir, "--steps", "30"), model_dir, 10)
@@ -260,6 +262,7 @@ def test_killed_run_resumes_from_its_checkpoint(lm_data, tmp_path):
     assert proc.returncode == 0 and json.loads((model_dir / "metrics.json").read_text())["steps"] == 30
 
 
+@pytest.mark.slow
 def test_untokenized_data_is_a_clear_error(tmp_path):
     write_shards(tmp_path / "d", random_docs(10), 1)
     proc = _train(tmp_path / "d", tmp_path / "m", "--steps", "2", "--force")  # synthetic shards
