@@ -1,11 +1,15 @@
-"""Shared helpers: run the text pipeline in-process, read shards back with TensorFlow."""
+"""Shared helpers: run the text pipeline in-process, read shards back with TensorFlow,
+kill a trainer from outside once it has checkpointed."""
 
 from __future__ import annotations
 
 import glob
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
 
@@ -70,3 +74,40 @@ def local_runner():
     from beam_pipelines.runner import local_runner as make
 
     return make()
+
+def kill_after_checkpoint(cmd, model_dir, min_step, timeout=600):
+    """Start the trainer ``cmd`` and SIGKILL it from outside once ``model_dir`` holds a
+    checkpoint of step >= ``min_step``; returns the step of the checkpoint left behind.
+
+    Polls state.json, which the trainer writes (atomically) after the weights.
+    """
+    state_file = os.path.join(str(model_dir), "checkpoints", "state.json")
+
+    def checkpoint_step():
+        try:
+            with open(state_file) as f:
+                return json.load(f)["step"]
+        except (FileNotFoundError, ValueError):
+            return -1
+
+    log_path = os.path.join(os.path.dirname(str(model_dir)), "killed-run.log")
+    killed = False
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout
+            while proc.poll() is None and time.monotonic() < deadline:
+                if checkpoint_step() >= min_step:
+                    proc.send_signal(signal.SIGKILL)
+                    killed = True
+                    break
+                time.sleep(0.02)
+        finally:
+            if proc.poll() is None:
+                proc.kill()  # timed out (or the test failed): never leave a trainer running
+            proc.wait()
+    with open(log_path) as f:
+        output = f.read()
+    # killed by us mid-run: neither finished nor crashed first
+    assert killed and proc.returncode == -signal.SIGKILL, output[-3000:]
+    return checkpoint_step()

@@ -60,9 +60,9 @@ def test_default_blocklist_drops_a_spam_page_and_keeps_a_news_page():
 def test_filter_step_applies_licence_and_blocklist(tmp_path):
     inp = tmp_path / "in"
     inp.mkdir()
-    from test_text_pipeline import _prose_sentences
+    from corpora import prose_sentences
 
-    pool = _prose_sentences()
+    pool = prose_sentences()
 
     def good(k):
         return "\n".join(pool[k * 12:(k + 1) * 12])

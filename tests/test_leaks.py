@@ -181,10 +181,10 @@ BROKEN_LINE = '{"id": "bad", "text": "mail ' + EMAIL + " now, " + KEY_BLOCK.repl
 
 @pytest.fixture(scope="module")
 def raw_dead_letter_run(tmp_path_factory):
-    from test_text_pipeline import _small_corpus
+    from corpora import small_corpus
 
     tmp = tmp_path_factory.mktemp("leaks")
-    inp = _small_corpus(tmp, n=30)
+    inp = small_corpus(tmp, n=30)
     path = inp / "a.jsonl"
     lines = path.read_text().splitlines()
     doc = json.loads(lines[2])

@@ -194,9 +194,9 @@ def test_never_crashes_and_spans_are_valid(text):
 
 
 def test_pii_step_in_the_pipeline(tmp_path):
-    from test_text_pipeline import _prose_sentences
+    from corpora import prose_sentences
 
-    pool = _prose_sentences()
+    pool = prose_sentences()
     body = "\n".join(pool[:12])
     rows = [
         {"id": "one", "text": body + "\nContact jane@example.org or call (202) 555-0147."},

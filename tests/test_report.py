@@ -28,7 +28,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_text
-from test_text_pipeline import _small_corpus
+from corpora import small_corpus
 
 from beam_pipelines import report
 
@@ -43,7 +43,7 @@ PHONE = "+1 415 555 0132"
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report_text")
-    inp = _small_corpus(tmp, n=60)
+    inp = small_corpus(tmp, n=60)
     # PII in a kept document, and a broken line whose raw excerpt holds markup and an email
     path = inp / "a.jsonl"
     lines = path.read_text().splitlines()

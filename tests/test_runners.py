@@ -191,8 +191,8 @@ def test_dockerfile_and_schedule_are_consistent():
 
 # ---------------------------------------------------------------- the portable path, multi-processing
 
-def _small_corpus(tmp_path):
-    from test_text_pipeline import _small_corpus as make
+def small_corpus(tmp_path):
+    from corpora import small_corpus as make
 
     return make(tmp_path, n=60)
 
@@ -229,7 +229,7 @@ def job_service(tmp_path):
 
 @pytest.mark.slow
 def test_portable_runner_through_a_local_job_service_matches_direct(tmp_path, job_service):
-    inp = _small_corpus(tmp_path)
+    inp = small_corpus(tmp_path)
     args = ["--vocab_size", "600", "--num_shards", "2"]
     direct = run_text([str(inp / "*.jsonl")], tmp_path / "direct", *args)
     portable = run_text([str(inp / "*.jsonl")], tmp_path / "portable", *args,
@@ -244,7 +244,7 @@ def test_portable_runner_through_a_local_job_service_matches_direct(tmp_path, jo
 
 @pytest.mark.slow
 def test_multi_processing_gives_the_same_records(tmp_path):
-    inp = _small_corpus(tmp_path)
+    inp = small_corpus(tmp_path)
     args = ["--vocab_size", "600", "--num_shards", "2", "--read_chunk_mb", "1"]
     single = run_text([str(inp / "*.jsonl")], tmp_path / "one", *args)
     multi = run_text([str(inp / "*.jsonl")], tmp_path / "two", *args,

@@ -9,6 +9,7 @@ import pytest
 
 from beam_pipelines import demo, options, text
 from conftest import assert_accounting, read_dead_letter, read_shards, run_text
+from corpora import small_corpus
 
 
 @pytest.fixture(scope="module")
@@ -78,41 +79,9 @@ def test_boilerplate_and_mojibake_gone_from_output(demo_run):
     assert "\x00" not in joined
 
 
-def _prose_sentences():
-    """Real English sentences from the sample corpus's plain-text files."""
-    import re
-
-    sentences = []
-    for path in sorted(glob.glob(os.path.join(demo.SAMPLE, "text", "*.txt"))):
-        raw = open(path, encoding="utf-8-sig", errors="replace").read()
-        for s in re.split(r"(?<=[.!?])\s+", " ".join(raw.split())):
-            if 8 <= len(s.split()) <= 40 and s[0].isupper() and s[-1] in ".!?" and "{" not in s:
-                sentences.append(s)
-    return sentences
-
-
-def _small_corpus(tmp_path, n=120):
-    import random
-
-    pool = _prose_sentences()
-    assert len(pool) > 100
-    inp = tmp_path / "in"
-    inp.mkdir()
-    lines = []
-    for i in range(n):
-        rng = random.Random(i)
-        paragraphs = ["\n".join(rng.sample(pool, 3)) for _ in range(3)]
-        text = f"Document {i} follows.\n" + "\n\n".join(paragraphs)
-        lines.append(json.dumps({"text": text} if i % 3 else {"id": f"r{i}", "text": text}))
-    lines.append(lines[5])  # an exact duplicate
-    (inp / "a.jsonl").write_text("\n".join(lines[:70]) + "\n")
-    (inp / "b.jsonl").write_text("\n".join(lines[70:]) + "\n")
-    return inp
-
-
 @pytest.mark.slow
 def test_same_input_twice_same_records_ids_and_tokens(tmp_path):
-    inp = _small_corpus(tmp_path)
+    inp = small_corpus(tmp_path)
     outs = []
     for run in ("one", "two"):
         out = tmp_path / run
@@ -130,7 +99,7 @@ def test_same_input_twice_same_records_ids_and_tokens(tmp_path):
 
 
 def test_steps_without_tokenize_write_text(tmp_path):
-    inp = _small_corpus(tmp_path)
+    inp = small_corpus(tmp_path)
     out = tmp_path / "out"
     stats = run_text([str(inp / "*.jsonl")], out, "--steps", "clean,dedup")
     assert_accounting(stats, out)
@@ -142,7 +111,7 @@ def test_steps_without_tokenize_write_text(tmp_path):
 
 @pytest.mark.slow
 def test_reuse_a_tokenizer_model(tmp_path):
-    inp = _small_corpus(tmp_path)
+    inp = small_corpus(tmp_path)
     first = tmp_path / "first"
     run_text([str(inp / "*.jsonl")], first, "--vocab_size", "600")
     model = tmp_path / "saved.model"
@@ -157,7 +126,7 @@ def test_reuse_a_tokenizer_model(tmp_path):
 
 
 def test_rerun_replaces_previous_output(tmp_path):
-    inp = _small_corpus(tmp_path)
+    inp = small_corpus(tmp_path)
     out = tmp_path / "out"
     run_text([str(inp / "*.jsonl")], out, "--steps", "clean", "--num_shards", "4")
     run_text([str(inp / "*.jsonl")], out, "--steps", "clean", "--num_shards", "2")
@@ -180,7 +149,7 @@ def test_rerun_replaces_previous_output(tmp_path):
     (["--tokenizer_model", "/nonexistent/spm.model"], "--tokenizer_model"),
 ])
 def test_bad_parameters_get_a_one_line_error(tmp_path, capsys, args, needle):
-    inp = _small_corpus(tmp_path)
+    inp = small_corpus(tmp_path)
     with pytest.raises(SystemExit) as exc:
         run_text([str(inp / "*.jsonl")], tmp_path / "out", *args)
     assert exc.value.code == 2

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import read_shards, run_text
-from test_text_pipeline import _small_corpus
+from corpora import small_corpus
 from transforms.write import tfds_meta
 from transforms.write import shards as writers
 
@@ -28,7 +28,7 @@ def _as_numpy(builder, split, **kw):
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("tfds_text")
-    inp = _small_corpus(root, n=60)
+    inp = small_corpus(root, n=60)
     out = root / "out"
     stats = run_text([str(inp / "*.jsonl")], out, "--vocab_size", "400", "--num_shards", "3",
                      "--validation_fraction", "0.2")
@@ -100,7 +100,7 @@ def test_text_splits_load_with_tfds(text_run):
 def test_untokenized_text_loads_as_text(tmp_path):
     import tensorflow as tf
 
-    inp = _small_corpus(tmp_path, n=20)
+    inp = small_corpus(tmp_path, n=20)
     out = tmp_path / "out"
     run_text([str(inp / "*.jsonl")], out, "--steps", "clean,dedup", "--validation_fraction", "0.3")
     builder = _builder(out)
@@ -210,7 +210,7 @@ def test_labels_txt_missing_is_an_error(image_run, tmp_path):
 
 def test_finalize_fails_loudly_when_metadata_cannot_be_written(tmp_path, monkeypatch):
     """A TFDS failure stops the run before COMPLETED, with the cause in the error."""
-    inp = _small_corpus(tmp_path, n=12)
+    inp = small_corpus(tmp_path, n=12)
     out = tmp_path / "out"
 
     def broken(*_):

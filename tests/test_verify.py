@@ -14,7 +14,7 @@ import pytest
 from beam_pipelines import verify as verify_mod
 from beam_pipelines.verify import check_shard, verify
 from conftest import ROOT, run_text
-from test_text_pipeline import _prose_sentences, _small_corpus
+from corpora import prose_sentences, small_corpus
 from transforms.write import shards as writers
 
 DUP_ID = "r3"  # a second input record carries this id: it is written as r3#dup1
@@ -25,10 +25,10 @@ def build_good_run(tmp_path_factory):
     """One pipeline run per session, shared with test_verify_safety.py (never modified)."""
     if "out" not in _BUILT:
         root = tmp_path_factory.mktemp("verify")
-        inp = _small_corpus(root, n=60)
+        inp = small_corpus(root, n=60)
         rng = random.Random(1000)
         text = "Document 1000 follows.\n" + "\n\n".join(
-            "\n".join(rng.sample(_prose_sentences(), 3)) for _ in range(3))
+            "\n".join(rng.sample(prose_sentences(), 3)) for _ in range(3))
         (inp / "c.jsonl").write_text(json.dumps({"id": DUP_ID, "text": text}) + "\n")
         out = root / "out"
         stats = run_text([str(inp / "*.jsonl")], out, "--vocab_size", "400", "--num_shards", "3",
