@@ -73,7 +73,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms import accounting
 from transforms.accounting import IN
-from transforms.read.corpus import ExpandGlob as _ExpandGlob, derive_id
+from transforms.read.corpus import ExpandGlob, derive_id
 
 __all__ = ["read_image_file", "read_coco", "read_pair_table", "read_webdataset", "ReadImages",
            "ReadPairs", "LoadImages", "IMAGE_EXTENSIONS", "MAX_SAMPLE_BYTES"]
@@ -567,7 +567,7 @@ class ReadImages(beam.PTransform):
 
     def expand(self, pbegin):
         files = (pbegin | "Patterns" >> beam.Create(self._patterns)
-                 | "ExpandGlobs" >> beam.ParDo(_ExpandGlob()))
+                 | "ExpandGlobs" >> beam.ParDo(ExpandGlob()))
         read = (files
                 | "SpreadFiles" >> beam.Reshuffle()
                 | "ReadItems" >> beam.ParDo(_ReadItems(self._kind, self._labels, self._max_bytes,
