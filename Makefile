@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-test
 BENCH_STAMP := $(VENV)/.installed-bench
 DEMO_OUT ?= demo_out
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench clean flink-jar
 
 $(STAMP): setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# The Beam Flink job server for --runner FlinkRunner, fetched with mvn into
+# ~/.cache/beamtrain/flink/ (outside git); prints the jar's path.
+flink-jar: $(STAMP)
+	$(PY) -m beam_pipelines.flink --fetch
 
 bench: $(BENCH_STAMP)
 	$(PY) -m benchmarks.run

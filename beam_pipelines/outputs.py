@@ -32,7 +32,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 from beam_pipelines import safety
 from beam_pipelines.config import RunConfig
 from beam_pipelines.options import OutputOptions
-from beam_pipelines.runner import runner_for
+from beam_pipelines.runner import prepare_options, runner_for
 from beam_pipelines.safety import OptionError
 from transforms.write.finalize import Parts, write_dataset
 
@@ -98,6 +98,10 @@ def run(argv: Optional[List[str]], options_class: type,
         safety.check_flags(argv, [options_class])
         config = make_config(options)
         safety.check_inputs(config.inputs, config.output_dir)
+        try:
+            prepare_options(options)
+        except ValueError as e:
+            raise OptionError(str(e)) from e
         safety.prepare_output_dir(config.output_dir)
     except OptionError as e:
         sys.stderr.write(f"error: {e}\n")

@@ -5,8 +5,10 @@ binary on first use, and falls back to the FnApiRunner when it cannot. Local
 runs here go straight to the FnApiRunner (the engine the DirectRunner falls
 back to), which honours ``--direct_num_workers`` and
 ``--direct_running_mode`` (in_memory, multi_threading, multi_processing).
-Any other ``--runner`` (DataflowRunner, FlinkRunner, PortableRunner, ...) is
-left to Beam.
+``--runner FlinkRunner`` gets the job-server jar cached by
+``make flink-jar`` and the LOOPBACK environment unless told otherwise (see
+:mod:`beam_pipelines.flink`). Any other ``--runner`` (DataflowRunner,
+PortableRunner, ...) is left to Beam.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Optional
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-__all__ = ["LOCAL_RUNNER_NAMES", "local_runner", "runner_for"]
+__all__ = ["LOCAL_RUNNER_NAMES", "local_runner", "prepare_options", "runner_for"]
 
 LOCAL_RUNNER_NAMES = (None, "", "DirectRunner", "SwitchingDirectRunner", "FnApiRunner")
 
@@ -31,6 +33,14 @@ def local_runner(options: Optional[PipelineOptions] = None):
     provision = fn_runner.ExtendedProvisionInfo(
         beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
     return fn_runner.FnApiRunner(provision_info=provision)
+
+
+def prepare_options(options: PipelineOptions) -> None:
+    """Fill in runner flags this project supplies itself; ValueError when one cannot be."""
+    name = options.view_as(StandardOptions).runner
+    if isinstance(name, str) and name.split(".")[-1] == "FlinkRunner":
+        from beam_pipelines import flink
+        flink.flink_defaults(options)
 
 
 def runner_for(options: PipelineOptions):
