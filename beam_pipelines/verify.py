@@ -218,18 +218,7 @@ class _Folder:
 
 
 def _varint(buf: bytes, pos: int, end: int) -> Tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= end:
-            raise ValueError("truncated varint")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint longer than 10 bytes")
+    return writers.read_varint(buf, pos, end)
 
 
 def _fields(buf: bytes, pos: int, end: int) -> List[Tuple[int, int, int]]:

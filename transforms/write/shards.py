@@ -20,7 +20,7 @@ import math
 import re
 import struct
 import time
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -41,6 +41,7 @@ __all__ = [
     "WriteShards",
     "placement_id",
     "with_id",
+    "read_varint",
 ]
 
 TRAIN, VALIDATION = "train", "validation"
@@ -155,15 +156,24 @@ def encode_example(features: Dict[str, Any]) -> bytes:
     return _field(1, b"".join(entries))
 
 
-def _read_varint(buf: bytes, pos: int) -> Tuple[int, int]:
+def read_varint(buf: bytes, pos: int, end: Optional[int] = None) -> Tuple[int, int]:
+    """The varint at ``buf[pos:end]`` and the position after it; ValueError when malformed.
+
+    The one protobuf varint reader of the project (with_id, tfds_meta, verify).
+    """
+    end = len(buf) if end is None else end
     result = shift = 0
     while True:
+        if pos >= end:
+            raise ValueError("truncated varint")
         byte = buf[pos]
         pos += 1
         result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
+        if byte < 0x80:
             return result, pos
         shift += 7
+        if shift > 63:
+            raise ValueError("varint longer than 10 bytes")
 
 
 ID_FEATURES = ("id", "image/id")
@@ -175,20 +185,20 @@ def with_id(example: bytes, new_id: str) -> bytes:
     The id feature is ``id`` (text) or ``image/id`` (images); entries stay in
     sorted order, so the bytes equal those of encoding the renamed record.
     """
-    tag, pos = _read_varint(example, 0)
-    length, pos = _read_varint(example, pos)
+    tag, pos = read_varint(example, 0)
+    length, pos = read_varint(example, pos)
     if tag != 0x0A or pos + length != len(example):
         raise ValueError("not an Example written by encode_example")
     entries = []
     end = pos + length
     while pos < end:
         start = pos
-        _, pos = _read_varint(example, pos)  # the map entry tag (field 1, length-delimited)
-        size, pos = _read_varint(example, pos)
+        _, pos = read_varint(example, pos)  # the map entry tag (field 1, length-delimited)
+        size, pos = read_varint(example, pos)
         body = example[pos:pos + size]
         pos += size
-        _, kpos = _read_varint(body, 0)
-        klen, kpos = _read_varint(body, kpos)
+        _, kpos = read_varint(body, 0)
+        klen, kpos = read_varint(body, kpos)
         name = body[kpos:kpos + klen].decode("utf-8")
         if name in ID_FEATURES:
             entries.append(_field(1, _field(1, body[kpos:kpos + klen])

@@ -53,6 +53,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from transforms.write.shards import read_varint
+
 __all__ = ["TfdsMetadataError", "TFDS_VERSION", "FILEPATH_TEMPLATE", "example_keys",
            "dataset_name", "expected_keys", "build_features", "build_dataset_info",
            "write_tfds_metadata", "main"]
@@ -82,16 +84,7 @@ class TfdsMetadataError(RuntimeError):
 
 
 def _varint(buf: bytes, pos: int) -> Tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise ValueError("truncated varint")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
+    return read_varint(buf, pos)
 
 
 def _fields(buf: bytes):
