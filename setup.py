@@ -38,7 +38,7 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     "test": ["pytest>=8", "hypothesis>=6.100", "pytest-xdist>=3.5"],
     # spacy: datatrove's Gopher filters split English words with it.
-    "bench": ["datatrove==0.10.1", "spacy>=3.7", "rensa==0.5.0"],
+    "bench": ["datatrove==0.10.1", "spacy>=3.7", "rensa==0.5.0", "psutil>=5.9"],
 }
 
 setuptools.setup(

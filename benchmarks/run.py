@@ -46,6 +46,10 @@ def main(argv=None) -> None:
     from benchmarks import hostile
 
     hostile.main(["--scale", "0.25" if args.quick else "1"])
+    print()
+    from benchmarks import scaling
+
+    scaling.main(["--sizes", "3,10" if args.quick else "30,100,300,1000"])
 
 
 def input_bench(quick: bool = False) -> None:

@@ -1,0 +1,161 @@
+"""The whole text pipeline at several corpus sizes, per engine: wall time, MB/s per core, peak RSS.
+
+    python -m benchmarks.scaling [--sizes 30,100,300,1000] [--engines direct,direct2,flink]
+
+The corpus is generated unique English prose (sentences of the sample
+corpus's plain-text pages, recombined per document) with planted copies: 8%
+exact copies and 4% near copies (a few words changed). Every engine runs all
+five steps (clean, filter, dedup, pii, tokenize) as its own
+``python -m beam_pipelines.text`` process; peak memory is the largest sum of
+the resident sets of that process and all its children, sampled every 0.2 s.
+Each engine's shards are compared, byte for byte, with the first engine's.
+
+Engines: ``direct`` (the local default: Beam's FnApiRunner in process, one
+worker), ``direct2`` (``--direct_num_workers 2 --direct_running_mode
+multi_processing``), ``flink`` (``--runner FlinkRunner --flink_master=[local]``,
+only when ``make flink-jar`` has cached a job server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENGINES = {
+    "direct": ([], 1),
+    "direct2": (["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"], 2),
+    "flink": (["--runner", "FlinkRunner", "--flink_master=[local]"], os.cpu_count() or 1),
+}
+
+
+def sentences() -> List[str]:
+    pool = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "data", "sample", "text", "*.txt"))):
+        raw = open(path, encoding="utf-8-sig", errors="replace").read()
+        for s in re.split(r"(?<=[.!?])\s+", " ".join(raw.split())):
+            if 8 <= len(s.split()) <= 40 and s[0].isupper() and s[-1] in ".!?" and "{" not in s:
+                pool.append(s)
+    return pool
+
+
+def write_corpus(path: str, target_bytes: int, seed: int = 0) -> Dict[str, int]:
+    """Unique prose documents with planted exact (8%) and near (4%) copies; returns counts."""
+    rng = random.Random(seed)
+    pool = sentences()
+    counts = {"documents": 0, "exact_copies": 0, "near_copies": 0}
+    recent: List[str] = []
+    size = 0
+    with open(path, "w", encoding="utf-8") as f:
+        while size < target_bytes:
+            r = rng.random()
+            if recent and r < 0.08:
+                text = rng.choice(recent)
+                counts["exact_copies"] += 1
+            elif recent and r < 0.12:
+                words = rng.choice(recent).split(" ")
+                for _ in range(3):
+                    words[rng.randrange(len(words))] = rng.choice(("river", "lamp", "violin"))
+                text = " ".join(words)
+                counts["near_copies"] += 1
+            else:
+                paragraphs = ["\n".join(rng.sample(pool, 4)) for _ in range(rng.randint(2, 5))]
+                text = f"Part {counts['documents']}.\n" + "\n\n".join(paragraphs)
+                recent.append(text)
+                if len(recent) > 2000:
+                    recent.pop(rng.randrange(len(recent)))
+            line = json.dumps({"id": f"d{counts['documents']:09d}", "text": text}) + "\n"
+            f.write(line)
+            size += len(line.encode("utf-8"))
+            counts["documents"] += 1
+    counts["bytes"] = size
+    return counts
+
+
+def _tree_rss(proc) -> int:
+    import psutil
+
+    try:
+        root = psutil.Process(proc.pid)
+        procs = [root] + root.children(recursive=True)
+    except psutil.Error:
+        return 0
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def run_engine(corpus: str, out: str, extra: List[str]) -> Dict[str, object]:
+    cmd = [sys.executable, "-m", "beam_pipelines.text", "--input", corpus, "--output_dir", out,
+           "--vocab_size", "8000", "--report=false", "--max_dead_letter_fraction", "1"] + extra
+    t0 = time.perf_counter()
+    log = open(out + ".log", "w")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss(proc))
+        time.sleep(0.2)
+    seconds = time.perf_counter() - t0
+    log.close()
+    tail = open(out + ".log", errors="replace").read().strip().splitlines()[-1:]
+    shards = {}
+    for path in sorted(glob.glob(os.path.join(out, "data", "*.tfrecord"))):
+        with open(path, "rb") as f:
+            shards[os.path.basename(path)] = hashlib.sha256(f.read()).hexdigest()
+    return {"seconds": seconds, "peak_rss": peak, "rc": proc.returncode, "shards": shards,
+            "last_line": tail[0] if tail else ""}
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="30,100,300,1000", help="corpus sizes in MB")
+    parser.add_argument("--engines", default="direct,direct2,flink")
+    args = parser.parse_args(argv)
+    engines = [e for e in args.engines.split(",") if e]
+    if "flink" in engines:
+        from beam_pipelines import flink
+
+        if flink.cached_job_server_jar() is None:
+            print("# flink: skipped (no job server cached; make flink-jar)")
+            engines.remove("flink")
+    print(f"# whole text pipeline (clean, filter, dedup, pii, tokenize), engines {', '.join(engines)}")
+    print(f"{'MB':>6} {'engine':>8} {'wall s':>8} {'MB/s':>7} {'MB/s/core':>9} {'peak RSS':>9}  "
+          f"{'same bytes':>10}  result")
+    for mb in [float(s) for s in args.sizes.split(",") if s]:
+        work = tempfile.mkdtemp(prefix="bench-scaling-")
+        try:
+            corpus = os.path.join(work, "corpus.jsonl")
+            info = write_corpus(corpus, int(mb * 1e6))
+            first = None
+            for name in engines:
+                extra, cores = ENGINES[name]
+                r = run_engine(corpus, os.path.join(work, f"out-{name}"), extra)
+                same = "-" if first is None else ("yes" if r["shards"] == first else "NO")
+                if first is None and r["rc"] == 0:
+                    first = r["shards"]
+                rate = info["bytes"] / 1e6 / r["seconds"]
+                print(f"{info['bytes'] / 1e6:6.0f} {name:>8} {r['seconds']:8.1f} {rate:7.2f} "
+                      f"{rate / cores:9.2f} {r['peak_rss'] / 2**30:7.2f}GB  {same:>10}  "
+                      f"{'ok' if r['rc'] == 0 else 'exit ' + str(r['rc'])}: {r['last_line'][:70]}",
+                      flush=True)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
