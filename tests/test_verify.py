@@ -434,14 +434,19 @@ def test_missing_member_of_a_shard_set(copy, keep_file):
     assert verify(str(copy)) == want
 
 
-def test_two_shard_counts_in_one_split(copy):
-    old, new = "data/train-00002-of-00003.tfrecord", "data/train-00002-of-00004.tfrecord"
+def _rename_shard(copy, old, new):
+    """Rename a shard on disk and in the manifest, reseal every digest; verify's problems."""
     (copy / old).rename(copy / new)
     manifest = _manifest(copy)
     next(s for s in manifest["shards"] if s["path"] == old)["path"] = new
     _write_json(copy / "manifest.json", manifest)
     _reseal(copy)
-    problems = verify(str(copy))
+    return verify(str(copy))
+
+
+def test_two_shard_counts_in_one_split(copy):
+    old, new = "data/train-00002-of-00003.tfrecord", "data/train-00002-of-00004.tfrecord"
+    problems = _rename_shard(copy, old, new)
     assert "data/train-*.tfrecord: split 'train' mixes shard sets -of-00003, -of-00004" in problems
     assert f"{old}: missing from manifest.json (split 'train' lists 2 of its 3 shards)" in problems
     for i in (0, 1, 3):
@@ -464,12 +469,7 @@ def test_a_whole_split_dropped(copy):
 
 def test_not_a_shard_name(copy):
     old, new = "data/train-00000-of-00003.tfrecord", "data/train-0-of-3.tfrecord"
-    (copy / old).rename(copy / new)
-    manifest = _manifest(copy)
-    next(s for s in manifest["shards"] if s["path"] == old)["path"] = new
-    _write_json(copy / "manifest.json", manifest)
-    _reseal(copy)
-    problems = verify(str(copy))
+    problems = _rename_shard(copy, old, new)
     assert f"{new}: not a shard name (data/SPLIT-NNNNN-of-NNNNN.tfrecord)" in problems
     assert f"{old}: missing from manifest.json (split 'train' lists 2 of its 3 shards)" in problems
 
