@@ -5,7 +5,7 @@
 The corpus is generated unique English prose with planted copies: 8% exact
 copies and 4% near copies (a few words changed). Sentences come from the
 prose of Python's own documentation (``pydoc_data.topics``, in every CPython)
-and the sample corpus's clean plain-text pages, about 1,900 distinct ones,
+and the sample corpus's clean plain-text pages, about 700 distinct prose ones,
 recombined per document; as in a real crawl, few documents (1%) carry a
 mojibake line for the clean step to repair (the sample pages plant mojibake
 in 13% of their sentences, which would make nearly every document need ftfy). Every engine runs all
