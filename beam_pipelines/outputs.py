@@ -99,7 +99,7 @@ def run(argv: Optional[List[str]], options_class: type,
         config = make_config(options)
         safety.check_inputs(config.inputs, config.output_dir)
         try:
-            prepare_options(options)
+            engine = prepare_options(options)
         except ValueError as e:
             raise OptionError(str(e)) from e
         safety.prepare_output_dir(config.output_dir)
@@ -109,20 +109,21 @@ def run(argv: Optional[List[str]], options_class: type,
     options.view_as(SetupOptions).save_main_session = False
     wait = options.view_as(OutputOptions).wait_until_finish
     out = config.output_dir
-    p = beam.Pipeline(runner=runner_for(options), options=options)
-    build(p, config)
-    try:
-        result = p.run()
-        if not wait:
-            job = getattr(result, "job_id", lambda: None)
-            print(f"submitted:   job {job() if callable(job) else job or ''} writes {out}/ "
-                  "(COMPLETED last)".replace("job  ", "job "))
-            return None
-        state = result.wait_until_finish()
-        if state is not None and str(state).upper().split(".")[-1] not in ("DONE", "UNKNOWN"):
-            raise RuntimeError(f"the job ended in state {state}")
-    except Exception as e:  # noqa: BLE001 - say why in one line, keep the cause chained
-        raise RunFailed(safety.one_line_cause(e)) from e
+    with engine:
+        p = beam.Pipeline(runner=runner_for(options), options=options)
+        build(p, config)
+        try:
+            result = p.run()
+            if not wait:
+                job = getattr(result, "job_id", lambda: None)
+                print(f"submitted:   job {job() if callable(job) else job or ''} writes {out}/ "
+                      "(COMPLETED last)".replace("job  ", "job "))
+                return None
+            state = result.wait_until_finish()
+            if state is not None and str(state).upper().split(".")[-1] not in ("DONE", "UNKNOWN"):
+                raise RuntimeError(f"the job ended in state {state}")
+        except Exception as e:  # noqa: BLE001 - say why in one line, keep the cause chained
+            raise RunFailed(safety.one_line_cause(e)) from e
     with FileSystems.open(FileSystems.join(out, "stats.json")) as f:
         stats = json.loads(f.read())
     print_summary(out, stats)

@@ -6,14 +6,15 @@ runs here go straight to the FnApiRunner (the engine the DirectRunner falls
 back to), which honours ``--direct_num_workers`` and
 ``--direct_running_mode`` (in_memory, multi_threading, multi_processing).
 ``--runner FlinkRunner`` gets the job-server jar cached by
-``make flink-jar`` and the LOOPBACK environment unless told otherwise (see
-:mod:`beam_pipelines.flink`). Any other ``--runner`` (DataflowRunner,
+``make flink-jar`` and, on an embedded Flink, one SDK worker process per core
+unless told otherwise (see :mod:`beam_pipelines.flink`). Any other ``--runner`` (DataflowRunner,
 PortableRunner, ...) is left to Beam.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+import contextlib
+from typing import ContextManager, Optional
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
@@ -35,12 +36,19 @@ def local_runner(options: Optional[PipelineOptions] = None):
     return fn_runner.FnApiRunner(provision_info=provision)
 
 
-def prepare_options(options: PipelineOptions) -> None:
-    """Fill in runner flags this project supplies itself; ValueError when one cannot be."""
+def prepare_options(options: PipelineOptions) -> ContextManager:
+    """Fill in runner flags this project supplies itself; ValueError when one cannot be.
+
+    Returns the context the pipeline must run in: the local SDK worker pool
+    for an embedded Flink (:func:`beam_pipelines.flink.local_workers`), else
+    a no-op.
+    """
     name = options.view_as(StandardOptions).runner
     if isinstance(name, str) and name.split(".")[-1] == "FlinkRunner":
         from beam_pipelines import flink
-        flink.flink_defaults(options)
+        if flink.flink_defaults(options):
+            return flink.local_workers(options)
+    return contextlib.nullcontext()
 
 
 def runner_for(options: PipelineOptions):
