@@ -1,0 +1,81 @@
+"""Packed transport of records and band entries: lossless, smaller, and the same candidate pairs."""
+
+import itertools
+import random
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from transforms.dedup import components
+from transforms.packing import pack, unpack
+
+
+def test_pack_round_trips_records_batches_and_bytes():
+    record = {"id": "doc-1", "text": "Ünïcode prose, repeated. " * 40, "position": 7, "key": "ab" * 16,
+              "score": 0.5, "tags": ["a", "b"], "raw": b"\x00\xff", "none": None}
+    for value in (record, [record, dict(record, id="doc-2")], b"", b"x" * 1000, ("node", (1, 2)), []):
+        assert unpack(pack(value)) == value
+        assert unpack(pack(value, compress=False)) == value
+
+
+def test_prose_is_compressed_and_random_bytes_are_not():
+    text = " ".join(random.Random(0).choice(["the", "river", "lamp", "of", "and", "violin"]) for _ in range(2000))
+    packed = pack({"text": text})
+    assert packed[:1] == b"\x01" and len(packed) < len(text) / 2
+    noise = random.Random(1).randbytes(4000)
+    assert pack(noise)[:1] == b"\x00"  # zlib would not save a tenth
+
+
+def test_unpack_refuses_what_pack_did_not_write():
+    with pytest.raises(ValueError, match="not a packed value"):
+        unpack(b"\x07abc")
+
+
+def test_band_partitions_are_stable_and_spread():
+    keys = [bytes([i % 256, i // 256]) + b"0123456789" for i in range(20000)]
+    parts = [components.band_partition(k, 64) for k in keys]
+    assert parts == [components.band_partition(k, 64) for k in keys]  # no per-process hash seed
+    assert set(parts) == set(range(64))
+    assert max(parts.count(p) for p in range(64)) < 2 * 20000 / 64
+    assert components.band_partition((3, 0xBEEF), 64) == components.band_partition((3, 0xBEEF), 64)
+
+
+def _reference_pairs(bands, max_bucket):
+    buckets = {}
+    for key, node in bands:
+        buckets.setdefault(key, []).append(node)
+    return sorted({pair for ids in buckets.values() if len(set(ids)) > 1
+                   for pair in components.bucket_pairs(ids, max_bucket)})
+
+
+@pytest.mark.parametrize("partitions", [1, 7, 4096])
+def test_packed_band_entries_give_the_same_candidate_pairs(partitions):
+    rng = random.Random(partitions)
+    nodes = [f"d{i:04d}\x1f{i:032x}" for i in range(300)]
+    # 6 bands; keys shared by small random groups, some buckets larger than max_bucket
+    bands = []
+    for band in range(6):
+        for node in nodes:
+            bucket = rng.randrange(120) if rng.random() < 0.5 else rng.randrange(10**6)
+            bands.append((bytes([band]) + bucket.to_bytes(4, "little"), node))
+    bands += [(b"\xffbig", node) for node in nodes[:80]]  # one bucket of 80 > max_bucket
+    expected = _reference_pairs(bands, max_bucket=16)
+    assert len(expected) > 500
+    with TestPipeline() as p:
+        got = (p | beam.Create(bands)
+               | components.CandidatePairs(max_bucket=16, partitions=partitions))
+        assert_that(got["pairs"], equal_to(expected))
+
+
+def test_entries_are_flushed_in_packs_of_at_most_64():
+    fn = components._PackBandsFn(partitions=2, flush_at=64)
+    fn.start_bundle()
+    entries = [(bytes([i % 7]) + b"k", f"n{i}") for i in range(1000)]
+    emitted = list(itertools.chain.from_iterable(fn.process(e) for e in entries))
+    emitted += [wv.value for wv in fn.finish_bundle()]
+    sizes = [len(unpack(blob)) for _, blob in emitted]
+    assert max(sizes) == 64 and sum(sizes) == 1000
+    assert sorted(e for _, blob in emitted for e in unpack(blob)) == sorted(entries)
+    assert {part for part, _ in emitted} <= {0, 1}

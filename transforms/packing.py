@@ -1,0 +1,59 @@
+"""Records as compact bytes where they wait in a shuffle.
+
+A record is a dict; where one waits for a grouping (the exact-dedup combine,
+the near-dedup survivors join, the records held until the tokenizer is
+trained, the examples grouped per shard), a runner keeps it whole. Beam's
+in-process runner keeps grouped values *decoded* (a 1.5 kB record costs
+about 4 kB of Python objects), and Dataflow's shuffle charges by the byte. So
+these steps carry ``pack(record)`` instead: the record in Beam's own
+primitive encoding (``FastPrimitivesCoder``, the coder those PCollections had
+anyway), compressed with zlib at level 1 (about 300 MB/s; 2.5-3x on prose)
+when that saves at least a tenth. ``unpack`` gives back an equal value.
+
+Packing is an internal transport format, never written to the outputs, and
+only ever reads what ``pack`` wrote.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+__all__ = ["pack", "unpack"]
+
+_RAW, _ZLIB = b"\x00", b"\x01"
+_MIN_COMPRESS = 128  # below this, zlib's header and a dict's keys leave nothing to save
+
+_CODER = None
+
+
+def _coder():
+    global _CODER
+    if _CODER is None:
+        from apache_beam.coders import FastPrimitivesCoder
+
+        _CODER = FastPrimitivesCoder().get_impl()
+    return _CODER
+
+
+def pack(value: Any, compress: bool = True) -> bytes:
+    """``value`` (a record, a list of records, bytes...) as bytes for :func:`unpack`.
+
+    ``compress=False`` skips zlib (for values of hashes, which it cannot shrink).
+    """
+    raw = _coder().encode(value)
+    if compress and len(raw) >= _MIN_COMPRESS:
+        small = zlib.compress(raw, 1)
+        if len(small) * 10 <= len(raw) * 9:
+            return _ZLIB + small
+    return _RAW + raw
+
+
+def unpack(blob: bytes) -> Any:
+    """The value :func:`pack` turned into ``blob``."""
+    tag, body = blob[:1], memoryview(blob)[1:]
+    if tag == _ZLIB:
+        return _coder().decode(zlib.decompress(body))
+    if tag == _RAW:
+        return _coder().decode(bytes(body))
+    raise ValueError(f"not a packed value (tag {tag!r})")
