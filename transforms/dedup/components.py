@@ -16,9 +16,11 @@ and a pure predicate on two payloads; :class:`RemoveNearDuplicates` does the res
    default), nearly all in buckets of one, so one shuffle element per entry
    held about 200 bytes each in the local runner's grouping table: more than
    the corpus itself.
-2. :class:`VerifyPairs`: a pair meets its two payloads through two joins on
-   the node, so a payload travels once per pair it is in, never once per band;
-   the pair is an edge when ``accept(payload_u, payload_v)`` holds. Counted
+2. :class:`VerifyPairs`: each pair asks both its nodes for their payloads; one
+   join on the node answers (so every payload waits in one shuffle, not two),
+   and a grouping on the pair brings its two payloads together: a payload
+   travels once per pair it is in, never once per band. The pair is an edge
+   when ``accept(payload_u, payload_v)`` holds. Counted
    under ``info.<counter>.pairs_compared`` and ``.pairs_accepted``. Without a
    predicate every candidate is an edge.
 3. :class:`ConnectedComponents`: alternating large-star and small-star rounds
@@ -198,12 +200,18 @@ class CandidatePairs(beam.PTransform):
                 accounting.COUNTS: candidates[accounting.COUNTS]}
 
 
-def _attach_first(keyed):
-    """(u, {pair: [v...], payload: [p_u]}) -> (v, (u, p_u)) for each v."""
-    u, grouped = keyed
+def _ask_both(pair):
+    """(u, v) -> a request to each node for its payload."""
+    yield pair[0], pair
+    yield pair[1], pair
+
+
+def _answer(keyed):
+    """(node, {ask: [pairs], payload: [p]}) -> (pair, (node, p)) for each pair that asked."""
+    node, grouped = keyed
     for payload in grouped["payload"]:
-        for v in grouped["pair"]:
-            yield v, (u, payload)
+        for pair in grouped["ask"]:
+            yield pair, (node, payload)
 
 
 class _VerifyFn(accounting.CountingDoFn):
@@ -214,13 +222,14 @@ class _VerifyFn(accounting.CountingDoFn):
         self._accepted = f"{counter}.pairs_accepted"
 
     def process(self, keyed):
-        v, grouped = keyed
-        for payload_v in grouped["payload"]:
-            for u, payload_u in grouped["half"]:
-                self.count(INFO, self._compared, metric=False)
-                if self._accept(payload_u, payload_v):
-                    self.count(INFO, self._accepted, metric=False)
-                    yield (u, v)
+        (u, v), answers = keyed
+        payloads = dict(answers)
+        if u not in payloads or v not in payloads:
+            return
+        self.count(INFO, self._compared, metric=False)
+        if self._accept(payloads[u], payloads[v]):
+            self.count(INFO, self._accepted, metric=False)
+            yield (u, v)
 
 
 class VerifyPairs(beam.PTransform):
@@ -241,15 +250,12 @@ class VerifyPairs(beam.PTransform):
         self._counter = counter
 
     def expand(self, inputs):
-        payloads = inputs["payloads"]
-        half = (
-            {"pair": inputs["pairs"], "payload": payloads}
-            | "JoinFirstPayload" >> beam.CoGroupByKey()
-            | "AttachFirst" >> beam.FlatMap(_attach_first)
-        )
+        asks = inputs["pairs"] | "AskBothNodes" >> beam.FlatMap(_ask_both)
         verified = (
-            {"half": half, "payload": payloads}
-            | "JoinSecondPayload" >> beam.CoGroupByKey()
+            {"ask": asks, "payload": inputs["payloads"]}
+            | "JoinPayloads" >> beam.CoGroupByKey()
+            | "Answer" >> beam.FlatMap(_answer)
+            | "GroupPairs" >> beam.GroupByKey()
             | "Verify" >> beam.ParDo(_VerifyFn(self._accept, self._counter)).with_outputs(
                 accounting.COUNTS, main="edges")
         )
