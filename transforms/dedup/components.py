@@ -336,7 +336,7 @@ class _DropChildrenFn(accounting.CountingDoFn):
 
     def process(self, keyed):
         _, grouped = keyed
-        records, dropped = grouped["record"], grouped["drop"]
+        records, dropped = [unpack(blob) for blob in grouped["record"]], grouped["drop"]
         if dropped:
             self.count(DUPLICATES, "near", len(records))
             for record in records:
@@ -366,7 +366,8 @@ class Survivors(beam.PTransform):
             | "DistinctChildren" >> beam.Distinct()
             | "KeyRemoved" >> beam.Map(lambda rid: (rid, True))
         )
-        keyed = inputs["records"] | "KeyByNode" >> beam.Map(lambda r: (accounting.node_id(r), r))
+        # records wait for the components packed (transforms.packing)
+        keyed = inputs["records"] | "KeyByNode" >> beam.Map(lambda r: (accounting.node_id(r), pack(r)))
         survivors = (
             {"record": keyed, "drop": removed}
             | "JoinRemovals" >> beam.CoGroupByKey()

@@ -6,8 +6,9 @@ the image step passes its own, of the source bytes and caption) and combined
 per key, keeping one survivor: the record with the smallest id (ties broken
 by source and position, so the choice never depends on arrival order or
 worker count). The combine is lifted before the shuffle, so each worker sends
-at most one record per distinct fingerprint. Every other member of a group is
-counted under ``duplicates.exact``.
+at most one record per distinct fingerprint; records travel packed
+(:mod:`transforms.packing`) beside their survivor key. Every other member of
+a group is counted under ``duplicates.exact``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import apache_beam as beam
 
 from transforms import accounting
 from transforms.accounting import DUPLICATES
+from transforms.packing import pack, unpack
 
 __all__ = ["survivor_key", "text_key", "KeepSmallestId", "ExactDedup"]
 
@@ -61,13 +63,35 @@ class KeepSmallestId(beam.CombineFn):
         return acc
 
 
+class _KeepSmallestPacked(beam.CombineFn):
+    """:class:`KeepSmallestId` on ``(survivor key, packed record)`` pairs."""
+
+    def create_accumulator(self):
+        return (None, 0)
+
+    def add_input(self, acc, item):
+        best, n = acc
+        return (item if best is None or item[0] < best[0] else best, n + 1)
+
+    def merge_accumulators(self, accs):
+        best, total = None, 0
+        for cand, n in accs:
+            total += n
+            if cand is not None and (best is None or cand[0] < best[0]):
+                best = cand
+        return (best, total)
+
+    def extract_output(self, acc):
+        return acc
+
+
 class _EmitSurvivors(accounting.CountingDoFn):
     def process(self, keyed: Tuple[Any, _Acc]):
         _, (best, n) = keyed
         if n > 1:
             self.count(DUPLICATES, "exact", n - 1)
         if best is not None:
-            yield best
+            yield unpack(best[1])
 
 
 class ExactDedup(beam.PTransform):
@@ -90,8 +114,8 @@ class ExactDedup(beam.PTransform):
         fingerprint = self._fingerprint
         return (
             records
-            | "KeyByFingerprint" >> beam.Map(lambda r: (fingerprint(r), r))
-            | "KeepSmallestId" >> beam.CombinePerKey(KeepSmallestId())
+            | "KeyByFingerprint" >> beam.Map(lambda r: (fingerprint(r), (survivor_key(r), pack(r))))
+            | "KeepSmallestId" >> beam.CombinePerKey(_KeepSmallestPacked())
             | "EmitSurvivors" >> beam.ParDo(_EmitSurvivors()).with_outputs(
                 accounting.COUNTS, main="records")
         )

@@ -28,6 +28,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from transforms import accounting
+from transforms.packing import pack, unpack
 
 __all__ = ["TokenizerConfig", "train_sentencepiece", "vocab_text", "TrainTokenizer",
            "LoadTokenizer", "Encode", "TokenizerError", "fit_characters", "MIN_VOCAB_SIZE", "PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID"]
@@ -230,10 +231,11 @@ class _EncodeDoFn(accounting.CountingDoFn):
             self._model_digest = digest
         return self._sp
 
-    def process(self, batch: List[dict], model: bytes):
+    def process(self, packed: bytes, model: bytes):
         import time
 
         start = time.perf_counter()
+        batch = unpack(packed)
         sp = self._processor(model)
         ids = sp.encode([r["text"] for r in batch], out_type=int)
         self.time("tokenize", time.perf_counter() - start, len(batch))
@@ -258,6 +260,8 @@ class Encode(beam.PTransform):
             records
             | "Batch" >> beam.BatchElements(
                 min_batch_size=8, max_batch_size=self._config.batch_size)
+            # the batches wait for the trained model packed (transforms.packing)
+            | "Pack" >> beam.Map(pack)
             | "EncodeBatch" >> beam.ParDo(
                 _EncodeDoFn(self._config.add_eos), model=beam.pvalue.AsSingleton(self._model, default_value=None))
             .with_outputs(accounting.COUNTS, main="records")
