@@ -28,6 +28,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms import accounting
 from transforms.accounting import INFO, OUT
+from transforms.packing import pack, unpack
 
 __all__ = [
     "WriterConfig",
@@ -342,7 +343,7 @@ class _WriteShard(accounting.CountingDoFn):
     def process(self, keyed):
         (split, index, shards), examples = keyed
         start = time.perf_counter()
-        examples = sorted(examples, key=lambda e: (e[1], e[2]))
+        examples = sorted((_unpack_example(e) for e in examples), key=lambda e: (e[1], e[2]))
         path = shard_path(self._output_dir, split, index, shards)
         digest = hashlib.sha256()
         size = tokens = text_bytes = written = 0
@@ -389,8 +390,21 @@ class _WriteShard(accounting.CountingDoFn):
                "records": written, "bytes": size, "sha256": digest.hexdigest()}
 
 
+def _pack_example(example: tuple) -> tuple:
+    """(split, id, Example bytes, ...) -> (split, id, packed bytes, their size, ...)."""
+    return (example[0], example[1], pack(example[2]), len(example[2])) + tuple(example[3:])
+
+
+def _unpack_example(packed: tuple) -> tuple:
+    return (packed[0], packed[1], unpack(packed[2])) + tuple(packed[4:])
+
+
 class WriteShards(beam.PTransform):
-    """Encoded examples -> shard files; outputs one info dict per written shard."""
+    """Encoded examples -> shard files; outputs one info dict per written shard.
+
+    The examples wait for the split sizes and for their shard packed
+    (:mod:`transforms.packing`); each shard unpacks its own.
+    """
 
     def __init__(self, output_dir: str, config: WriterConfig):
         super().__init__()
@@ -398,9 +412,10 @@ class WriteShards(beam.PTransform):
         self._config = config
 
     def expand(self, examples):
+        examples = examples | "PackExamples" >> beam.Map(_pack_example)
         sizes = (
             examples
-            | "SizeOf" >> beam.Map(lambda e: (e[0], (len(e[2]) + 16, 1)))
+            | "SizeOf" >> beam.Map(lambda e: (e[0], (e[3] + 16, 1)))
             | "SizePerSplit" >> beam.CombinePerKey(
                 lambda values: tuple(map(sum, zip(*values))) if values else (0, 0))
         )
