@@ -274,12 +274,13 @@ def flink_defaults(options) -> bool:
     portable = options.view_as(PortableOptions)
     if portable.environment_type or not is_local_master(options):
         return False
-    given = options.get_all_options(drop_default=True)
-    if "parallelism" not in given or flink.parallelism < 1:
+    from beam_pipelines.runner import flag_given
+
+    if not flag_given(options, "parallelism") or flink.parallelism < 1:
         flink.parallelism = os.cpu_count() or 1
-    if "sdk_worker_parallelism" not in given:
+    if not flag_given(options, "sdk_worker_parallelism"):
         portable.sdk_worker_parallelism = flink.parallelism
-    if "environment_cache_millis" not in given:
+    if not flag_given(options, "environment_cache_millis"):
         portable.environment_cache_millis = 24 * 3600 * 1000  # workers live for the whole job
     portable.environment_type = "EXTERNAL"
     return True

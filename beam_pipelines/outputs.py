@@ -97,9 +97,9 @@ def run(argv: Optional[List[str]], options_class: type,
     try:
         safety.check_flags(argv, [options_class])
         config = make_config(options)
-        safety.check_inputs(config.inputs, config.output_dir)
+        input_bytes = safety.check_inputs(config.inputs, config.output_dir)
         try:
-            engine = prepare_options(options)
+            engine = prepare_options(options, input_bytes)
         except ValueError as e:
             raise OptionError(str(e)) from e
         safety.prepare_output_dir(config.output_dir)

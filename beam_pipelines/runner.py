@@ -5,6 +5,12 @@ binary on first use, and falls back to the FnApiRunner when it cannot. Local
 runs here go straight to the FnApiRunner (the engine the DirectRunner falls
 back to), which honours ``--direct_num_workers`` and
 ``--direct_running_mode`` (in_memory, multi_threading, multi_processing).
+
+Every core by default: when neither flag is given and the inputs hold at
+least :data:`PARALLEL_INPUT_BYTES`, a local run uses one SDK worker process
+per core (``multi_processing``); smaller runs (tests, samples, trying a flag)
+stay in process, where starting the workers would cost more than they save.
+``--direct_num_workers 1`` keeps any run in one process.
 ``--runner FlinkRunner`` gets the job-server jar cached by
 ``make flink-jar`` and, on an embedded Flink, one SDK worker process per core
 unless told otherwise (see :mod:`beam_pipelines.flink`). Any other ``--runner`` (DataflowRunner,
@@ -14,13 +20,36 @@ PortableRunner, ...) is left to Beam.
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import ContextManager, Optional
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-__all__ = ["LOCAL_RUNNER_NAMES", "local_runner", "prepare_options", "runner_for"]
+__all__ = ["LOCAL_RUNNER_NAMES", "PARALLEL_INPUT_BYTES", "flag_given", "local_defaults", "local_runner",
+           "prepare_options", "runner_for"]
 
 LOCAL_RUNNER_NAMES = (None, "", "DirectRunner", "SwitchingDirectRunner", "FnApiRunner")
+# Inputs from this size up run on every core by default.
+PARALLEL_INPUT_BYTES = 64 << 20
+
+
+def flag_given(options: PipelineOptions, name: str) -> bool:
+    """Whether the command line named ``--name`` (even at its default value)."""
+    flags = getattr(options, "_flags", None) or []
+    return any(f == f"--{name}" or f.startswith(f"--{name}=") for f in flags)
+
+
+def local_defaults(options: PipelineOptions, input_bytes: int) -> None:
+    """One worker process per core for a large local run, unless the flags say how to run."""
+    from apache_beam.options.pipeline_options import DirectOptions
+
+    if flag_given(options, "direct_num_workers") or flag_given(options, "direct_running_mode"):
+        return
+    cores = os.cpu_count() or 1
+    if cores > 1 and input_bytes >= PARALLEL_INPUT_BYTES:
+        direct = options.view_as(DirectOptions)
+        direct.direct_num_workers = cores
+        direct.direct_running_mode = "multi_processing"
 
 
 def local_runner(options: Optional[PipelineOptions] = None):
@@ -36,14 +65,17 @@ def local_runner(options: Optional[PipelineOptions] = None):
     return fn_runner.FnApiRunner(provision_info=provision)
 
 
-def prepare_options(options: PipelineOptions) -> ContextManager:
+def prepare_options(options: PipelineOptions, input_bytes: int = 0) -> ContextManager:
     """Fill in runner flags this project supplies itself; ValueError when one cannot be.
 
-    Returns the context the pipeline must run in: the local SDK worker pool
-    for an embedded Flink (:func:`beam_pipelines.flink.local_workers`), else
-    a no-op.
+    ``input_bytes`` (what the input globs match) decides whether a local run
+    uses every core (:func:`local_defaults`). Returns the context the pipeline
+    must run in: the local SDK worker pool for an embedded Flink
+    (:func:`beam_pipelines.flink.local_workers`), else a no-op.
     """
     name = options.view_as(StandardOptions).runner
+    if name in LOCAL_RUNNER_NAMES:
+        local_defaults(options, input_bytes)
     if isinstance(name, str) and name.split(".")[-1] == "FlinkRunner":
         from beam_pipelines import flink
         if flink.flink_defaults(options):

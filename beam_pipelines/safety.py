@@ -164,9 +164,13 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder + "/")
 
 
-def check_inputs(inputs: Sequence[str], output_dir: str, max_listed: int = 100_000) -> None:
-    """Each glob matches something, and inputs and the output folder do not overlap."""
+def check_inputs(inputs: Sequence[str], output_dir: str, max_listed: int = 100_000) -> int:
+    """Each glob matches something, and inputs and the output folder do not overlap.
+
+    Returns the bytes the globs match (a file matched twice counts once).
+    """
     out = _norm(output_dir)
+    sizes = {}
     for pattern in inputs:
         norm = _norm(pattern)
         root = _norm(_glob_root(pattern))
@@ -189,6 +193,9 @@ def check_inputs(inputs: Sequence[str], output_dir: str, max_listed: int = 100_0
             if _inside(_norm(meta.path), out):
                 raise OptionError(f"--input: {pattern!r} matches {meta.path!r}, inside the output "
                                   f"folder {output_dir!r}")
+        for meta in matched:
+            sizes[meta.path] = meta.size_in_bytes or 0
+    return sum(sizes.values())
 
 
 # --------------------------------------------------------------------------

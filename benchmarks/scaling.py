@@ -1,6 +1,6 @@
 """The whole text pipeline at several corpus sizes, per engine: wall time, MB/s per core, peak RSS.
 
-    python -m benchmarks.scaling [--sizes 30,100,300,1000] [--engines direct,direct2,flink]
+    python -m benchmarks.scaling [--sizes 30,100,300,1000] [--engines direct1,default,flink]
 
 The corpus is generated unique English prose with planted copies: 8% exact
 copies and 4% near copies (a few words changed). Sentences come from the
@@ -14,10 +14,12 @@ five steps (clean, filter, dedup, pii, tokenize) as its own
 the resident sets of that process and all its children, sampled every 0.2 s.
 Each engine's shards are compared, byte for byte, with the first engine's.
 
-Engines: ``direct`` (the local default: Beam's FnApiRunner in process, one
-worker), ``direct2`` (``--direct_num_workers 2 --direct_running_mode
-multi_processing``), ``flink`` (``--runner FlinkRunner --flink_master=[local]``,
-only when ``make flink-jar`` has cached a job server).
+Engines: ``direct1`` (Beam's FnApiRunner in process, one worker:
+``--direct_num_workers 1``), ``default`` (no flag: the local default, which
+from 64 MiB of input runs one SDK worker process per core), ``flink``
+(``--runner FlinkRunner --flink_master=[local]``: an embedded Flink with one
+SDK worker process per core; only when ``make flink-jar`` has cached a job
+server). MB/s per core divides by the cores the engine used.
 """
 
 from __future__ import annotations
@@ -37,11 +39,21 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CORES = os.cpu_count() or 1
 ENGINES = {
-    "direct": ([], 1),
-    "direct2": (["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"], 2),
-    "flink": (["--runner", "FlinkRunner", "--flink_master=[local]"], os.cpu_count() or 1),
+    "direct1": (["--direct_num_workers", "1"], 1),
+    "default": ([], None),  # the local default: every core from PARALLEL_INPUT_BYTES up
+    "flink": (["--runner", "FlinkRunner", "--flink_master=[local]"], CORES),
 }
+
+
+def engine_cores(name: str, input_bytes: int) -> int:
+    from beam_pipelines.runner import PARALLEL_INPUT_BYTES
+
+    cores = ENGINES[name][1]
+    if cores is None:
+        return CORES if input_bytes >= PARALLEL_INPUT_BYTES else 1
+    return cores
 
 
 def _split_sentences(raw: str) -> List[str]:
@@ -144,7 +156,7 @@ def run_engine(corpus: str, out: str, extra: List[str]) -> Dict[str, object]:
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="30,100,300,1000", help="corpus sizes in MB")
-    parser.add_argument("--engines", default="direct,direct2,flink")
+    parser.add_argument("--engines", default="direct1,default,flink")
     args = parser.parse_args(argv)
     engines = [e for e in args.engines.split(",") if e]
     if "flink" in engines:
@@ -163,7 +175,8 @@ def main(argv: Optional[List[str]] = None) -> None:
             info = write_corpus(corpus, int(mb * 1e6))
             first = None
             for name in engines:
-                extra, cores = ENGINES[name]
+                extra = ENGINES[name][0]
+                cores = engine_cores(name, info["bytes"])
                 r = run_engine(corpus, os.path.join(work, f"out-{name}"), extra)
                 same = "-" if first is None else ("yes" if r["shards"] == first else "NO")
                 if first is None and r["rc"] == 0:

@@ -123,6 +123,15 @@ def test_flags_given_for_flink_are_kept(cache):
     assert options.view_as(PortableOptions).environment_type == "EXTERNAL"
 
 
+def test_parallelism_given_for_an_embedded_flink_is_kept_even_at_beams_default(cache):
+    _fake_jar(cache, flink.published_flink_versions()[-1])
+    options = PipelineOptions(["--runner", "FlinkRunner", "--parallelism", "1", "--sdk_worker_parallelism", "1"])
+    prepare_options(options)
+    assert options.view_as(FlinkRunnerOptions).parallelism == 1
+    assert int(options.view_as(PortableOptions).sdk_worker_parallelism) == 1
+    assert options.view_as(PortableOptions).environment_type == "EXTERNAL"
+
+
 def test_direct_runner_options_are_left_alone(cache):
     _fake_jar(cache, flink.published_flink_versions()[-1])
     options = PipelineOptions([])

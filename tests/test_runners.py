@@ -254,3 +254,42 @@ def test_multi_processing_gives_the_same_records(tmp_path):
     b = sorted((r["id"][0], tuple(r["input_ids"])) for r in read_shards(tmp_path / "two"))
     assert a == b and len(a) > 20
     assert _shard_hashes(tmp_path / "one") == _shard_hashes(tmp_path / "two")
+
+
+# ---------------------------------------------------------------- every core, locally
+
+def _direct(argv, input_bytes):
+    from apache_beam.options.pipeline_options import DirectOptions
+
+    from beam_pipelines.runner import prepare_options
+
+    options = PipelineOptions(argv)
+    with prepare_options(options, input_bytes):
+        pass
+    direct = options.view_as(DirectOptions)
+    return direct.direct_num_workers, direct.direct_running_mode
+
+
+def test_a_large_local_run_uses_every_core_and_a_small_one_stays_in_process(monkeypatch):
+    from beam_pipelines.runner import PARALLEL_INPUT_BYTES
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert _direct([], PARALLEL_INPUT_BYTES) == (4, "multi_processing")
+    assert _direct(["--runner", "DirectRunner"], 10 * PARALLEL_INPUT_BYTES) == (4, "multi_processing")
+    assert _direct([], PARALLEL_INPUT_BYTES - 1) == (1, "in_memory")
+    # the user's flags win, whatever the size
+    assert _direct(["--direct_num_workers", "1"], 10 * PARALLEL_INPUT_BYTES) == (1, "in_memory")
+    assert _direct(["--direct_running_mode", "multi_threading"], 10 * PARALLEL_INPUT_BYTES) == (
+        1, "multi_threading")
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert _direct([], 10 * PARALLEL_INPUT_BYTES) == (1, "in_memory")
+
+
+def test_check_inputs_returns_the_bytes_matched_once_per_file(tmp_path):
+    from beam_pipelines.safety import check_inputs
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_bytes(b"x" * 1000)
+    (tmp_path / "in" / "b.jsonl").write_bytes(b"y" * 24)
+    both = str(tmp_path / "in" / "*.jsonl")
+    assert check_inputs([both, str(tmp_path / "in" / "a.jsonl")], str(tmp_path / "out")) == 1024
