@@ -102,7 +102,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections import Counter
-from itertools import accumulate, compress
+from itertools import accumulate, compress, filterfalse
 from operator import itemgetter, ne
 from typing import Any
 
@@ -183,8 +183,11 @@ def alpha_word_count(words) -> int:
     All-letter tokens, and the rest unless made only of decimal digits, "_" and
     the joiners; equal to the number of ``_PATTERNS["alpha"]`` matches.
     """
-    return sum(1 for t in words if t.isalpha() or not (
-        t.isdecimal() or _NO_LETTER_RE.fullmatch(t)))
+    if not isinstance(words, (list, tuple)):
+        words = list(words)
+    letters = sum(map(str.isalpha, words))  # most words: counted in C
+    return letters + sum(1 for t in filterfalse(str.isalpha, words)
+                         if not (t.isdecimal() or _NO_LETTER_RE.fullmatch(t)))
 
 # A sentence end inside a line: terminal mark (not part of "..."), optional
 # closing quotes/brackets, whitespace, then more text.  Not after a few common
