@@ -45,13 +45,13 @@ def test_band_partitions_are_stable_and_spread():
 def _reference_pairs(bands, max_bucket):
     buckets = {}
     for key, node in bands:
-        buckets.setdefault(key, []).append(node)
+        buckets.setdefault(key, []).append(components.node_handle(node))
     return sorted({pair for ids in buckets.values() if len(set(ids)) > 1
                    for pair in components.bucket_pairs(ids, max_bucket)})
 
 
 @pytest.mark.parametrize("partitions", [1, 7, 4096])
-def test_packed_band_entries_give_the_same_candidate_pairs(partitions):
+def test_packed_band_entries_give_the_same_candidate_pairs_of_handles(partitions):
     rng = random.Random(partitions)
     nodes = [f"d{i:04d}\x1f{i:032x}" for i in range(300)]
     # 6 bands; keys shared by small random groups, some buckets larger than max_bucket
@@ -77,5 +77,29 @@ def test_entries_are_flushed_in_packs_of_at_most_64():
     emitted += [wv.value for wv in fn.finish_bundle()]
     sizes = [len(unpack(blob)) for _, blob in emitted]
     assert max(sizes) == 64 and sum(sizes) == 1000
-    assert sorted(e for _, blob in emitted for e in unpack(blob)) == sorted(entries)
+    assert sorted(e for _, blob in emitted for e in unpack(blob)) == sorted(
+        (key, components.node_handle(node)) for key, node in entries)
     assert {part for part, _ in emitted} <= {0, 1}
+
+
+def test_handles_are_12_bytes_stable_and_distinct():
+    nodes = [f"https://example.com/page/{i}\x1f{i:032x}" for i in range(50000)]
+    handles = [components.node_handle(n) for n in nodes]
+    assert all(len(h) == 12 for h in handles)
+    assert len(set(handles)) == len(nodes)
+    assert components.node_handle(nodes[0]) == handles[0]
+    assert components.node_handle("\udcff lone surrogate") != components.node_handle("x")
+
+
+def test_pairs_of_handles_come_back_as_edges_between_nodes_and_a_shared_handle_only_adds_candidates(monkeypatch):
+    def accept(a, b):
+        return abs(a - b) <= 1
+
+    # "a" and "b" share a handle: the bucket pair of "c" with it reaches both, and the predicate decides
+    fake = {"a": b"H" * 12, "b": b"H" * 12, "c": b"K" * 12}
+    monkeypatch.setattr(components, "node_handle", fake.__getitem__)
+    with TestPipeline() as p:
+        pairs = p | "Pairs" >> beam.Create([(b"K" * 12, b"H" * 12)])
+        payloads = p | "Payloads" >> beam.Create([("a", 1), ("b", 5), ("c", 2)])
+        out = {"pairs": pairs, "payloads": payloads} | components.VerifyPairs(accept)
+        assert_that(out["edges"], equal_to([("c", "a")]))

@@ -8,19 +8,23 @@ and a pure predicate on two payloads; :class:`RemoveNearDuplicates` does the res
 
 1. :class:`CandidatePairs`: the nodes that agree on a whole band meet in one
    bucket; each bucket yields its pairs (:func:`bucket_pairs`), deduplicated
-   across bands. Counted under ``info.near_dedup.bucket_pairs``. Band entries
-   travel packed: per bundle, those of each of ``partitions`` hash partitions
-   of the band keys go as one bytes value (:mod:`transforms.packing`) of up to
-   64 entries, and a ``GroupByKey`` on the partition gathers them; the buckets
-   are formed inside each partition. A record has one entry per band (18 by
-   default), nearly all in buckets of one, so one shuffle element per entry
-   held about 200 bytes each in the local runner's grouping table: more than
-   the corpus itself.
-2. :class:`VerifyPairs`: each pair asks both its nodes for their payloads; one
-   join on the node answers (so every payload waits in one shuffle, not two),
-   and a grouping on the pair brings its two payloads together: a payload
-   travels once per pair it is in, never once per band. The pair is an edge
-   when ``accept(payload_u, payload_v)`` holds. Counted
+   across bands. Counted under ``info.near_dedup.bucket_pairs``. A record has
+   one band entry per band (18 by default), nearly all in buckets of one, so
+   the entries are kept small: a node is represented there by its 12-byte
+   :func:`node_handle` (ids can be long URLs), and per bundle the entries of
+   each of ``partitions`` hash partitions of the band keys travel as one
+   packed bytes value (:mod:`transforms.packing`) of up to 64 entries; a
+   ``GroupByKey`` on the partition gathers them and the buckets are formed
+   inside each partition. (One shuffle element per entry held about 200 bytes
+   in the local runner's grouping table: more than the corpus itself.)
+2. :class:`VerifyPairs`: each pair of handles asks both ends for their node
+   and payload; one join on the handle answers (so every payload waits in one
+   shuffle, not two), and a grouping on the pair brings both ends together:
+   a payload travels once per pair it is in, never once per band. The pair is
+   an edge ``(larger node, smaller node)`` when ``accept(payload_u,
+   payload_v)`` holds (every pair, without a predicate). Two nodes sharing a
+   handle (a 96-bit hash: about one chance in 10^10 among a billion records)
+   would only add candidates, each still checked by ``accept``. Counted
    under ``info.<counter>.pairs_compared`` and ``.pairs_accepted``. Without a
    predicate every candidate is an edge.
 3. :class:`ConnectedComponents`: alternating large-star and small-star rounds
@@ -41,6 +45,7 @@ only the verification counter's prefix is the caller's.
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
@@ -51,7 +56,7 @@ from transforms import accounting
 from transforms.accounting import DUPLICATES, INFO
 from transforms.packing import pack, unpack
 
-__all__ = ["band_partition", "bucket_pairs", "large_star", "small_star", "cluster_rows", "CandidatePairs",
+__all__ = ["band_partition", "bucket_pairs", "node_handle", "large_star", "small_star", "cluster_rows", "CandidatePairs",
            "VerifyPairs", "StarRound", "ConnectedComponents", "Survivors", "Clusters",
            "RemoveNearDuplicates", "HIST_CLUSTER_SIZE", "COUNTER"]
 
@@ -66,11 +71,12 @@ Accept = Callable[[Any, Any], bool]
 # Pure cores
 
 
-def bucket_pairs(ids: Iterable[str], max_bucket: int) -> List[Tuple[str, str]]:
-    """Candidate pairs ``(larger id, smaller id)`` of one LSH bucket.
+def bucket_pairs(ids: Iterable[Any], max_bucket: int) -> List[Tuple[Any, Any]]:
+    """Candidate pairs ``(larger, smaller)`` of one LSH bucket (of handles, in the pipeline).
 
     All pairs when the bucket has at most ``max_bucket`` members; otherwise
-    each member (in id order) with its next ``max_bucket`` members, so a
+    each member (in sorted order: for handles, a fixed pseudo-random order)
+    with its next ``max_bucket`` members, so a
     bucket of k documents costs O(k * max_bucket) pairs, not O(k^2) (such
     buckets come from templated pages, whose members are all alike anyway).
     """
@@ -117,6 +123,11 @@ def cluster_rows(root: str, children: Iterable[str]) -> Iterator[dict]:
 # Beam
 
 
+def node_handle(node: str) -> bytes:
+    """The 12 bytes that stand for a node in the LSH buckets: a BLAKE2b hash of it."""
+    return hashlib.blake2b(node.encode("utf-8", "surrogatepass"), digest_size=12).digest()
+
+
 def band_partition(key: Any, partitions: int) -> int:
     """The partition of a band key: a CRC of its bytes (of its repr for other keys), stable across processes."""
     raw = key if isinstance(key, bytes) else repr(key).encode("utf-8")
@@ -124,7 +135,7 @@ def band_partition(key: Any, partitions: int) -> int:
 
 
 class _PackBandsFn(beam.DoFn):
-    """``(band key, node)`` -> ``(partition, packed list of entries)``, up to ``flush_at`` entries each."""
+    """``(band key, node)`` -> ``(partition, packed list of (band key, handle))``, up to ``flush_at`` each."""
 
     def __init__(self, partitions: int, flush_at: int = 64):
         super().__init__()
@@ -138,7 +149,7 @@ class _PackBandsFn(beam.DoFn):
         key, node = entry
         part = band_partition(key, self._partitions)
         pending = self._pending.setdefault(part, [])
-        pending.append((key, node))
+        pending.append((key, node_handle(node)))
         if len(pending) >= self._flush_at:
             del self._pending[part]
             yield part, pack(pending, compress=False)
@@ -167,7 +178,10 @@ class _BucketPairsFn(accounting.CountingDoFn):
 
 
 class CandidatePairs(beam.PTransform):
-    """``(band key, node)`` -> distinct candidate pairs ``(larger node, smaller node)``.
+    """``(band key, node)`` -> distinct candidate pairs of handles ``(larger, smaller)``.
+
+    A handle is :func:`node_handle` of the node; :class:`VerifyPairs` turns
+    the pairs back into nodes.
 
     Args:
       max_bucket: see :func:`bucket_pairs`.
@@ -201,58 +215,68 @@ class CandidatePairs(beam.PTransform):
 
 
 def _ask_both(pair):
-    """(u, v) -> a request to each node for its payload."""
+    """(handle u, handle v) -> a request to each end for its node and payload."""
     yield pair[0], pair
     yield pair[1], pair
 
 
 def _answer(keyed):
-    """(node, {ask: [pairs], payload: [p]}) -> (pair, (node, p)) for each pair that asked."""
-    node, grouped = keyed
-    for payload in grouped["payload"]:
+    """(handle, {ask: [pairs], payload: [(node, p)]}) -> (pair, (handle, node, p)) per pair that asked."""
+    handle, grouped = keyed
+    for node, payload in grouped["payload"]:
         for pair in grouped["ask"]:
-            yield pair, (node, payload)
+            yield pair, (handle, node, payload)
 
 
 class _VerifyFn(accounting.CountingDoFn):
-    def __init__(self, accept: Accept, counter: str):
+    def __init__(self, accept: Optional[Accept], counter: str):
         super().__init__()
         self._accept = accept
         self._compared = f"{counter}.pairs_compared"
         self._accepted = f"{counter}.pairs_accepted"
 
     def process(self, keyed):
-        (u, v), answers = keyed
-        payloads = dict(answers)
-        if u not in payloads or v not in payloads:
-            return
-        self.count(INFO, self._compared, metric=False)
-        if self._accept(payloads[u], payloads[v]):
-            self.count(INFO, self._accepted, metric=False)
-            yield (u, v)
+        (hu, hv), answers = keyed
+        ends_u, ends_v = {}, {}
+        for handle, node, payload in answers:
+            (ends_u if handle == hu else ends_v)[node] = payload
+        for u, payload_u in sorted(ends_u.items()):
+            for v, payload_v in sorted(ends_v.items()):
+                if u == v:
+                    continue
+                if self._accept is None:
+                    yield (max(u, v), min(u, v))
+                    continue
+                self.count(INFO, self._compared, metric=False)
+                if self._accept(payload_u, payload_v):
+                    self.count(INFO, self._accepted, metric=False)
+                    yield (max(u, v), min(u, v))
 
 
 class VerifyPairs(beam.PTransform):
-    """``{"pairs": (u, v), "payloads": (node, payload)}`` -> edges ``(u, v)`` that pass ``accept``.
+    """``{"pairs": (handle u, handle v), "payloads": (node, payload)}`` -> edges ``(larger node, smaller node)``.
 
     Args:
-      accept: a pure, picklable predicate ``accept(payload_u, payload_v) -> bool``.
-      counter: prefix of the ``info`` counters ``pairs_compared`` / ``pairs_accepted``.
+      accept: a pure, picklable predicate ``accept(payload_u, payload_v) -> bool``,
+        or None to take every pair (payloads may then be None).
+      counter: prefix of the ``info`` counters ``pairs_compared`` / ``pairs_accepted``
+        (counted only with a predicate).
 
     Returns a dict with ``edges`` and ``counts``.
     """
 
-    def __init__(self, accept: Accept, counter: str = COUNTER):
+    def __init__(self, accept: Optional[Accept], counter: str = COUNTER):
         super().__init__()
-        if not callable(accept):
-            raise ValueError("accept must be a predicate on two payloads")
+        if accept is not None and not callable(accept):
+            raise ValueError("accept must be a predicate on two payloads, or None")
         self._accept = accept
         self._counter = counter
 
     def expand(self, inputs):
-        asks = inputs["pairs"] | "AskBothNodes" >> beam.FlatMap(_ask_both)
+        asks = inputs["pairs"] | "AskBothEnds" >> beam.FlatMap(_ask_both)
+        ends = inputs["payloads"] | "ByHandle" >> beam.Map(lambda kv: (node_handle(kv[0]), (kv[0], kv[1])))
         verified = (
-            {"ask": asks, "payload": inputs["payloads"]}
+            {"ask": asks, "payload": ends}
             | "JoinPayloads" >> beam.CoGroupByKey()
             | "Answer" >> beam.FlatMap(_answer)
             | "GroupPairs" >> beam.GroupByKey()
@@ -434,12 +458,14 @@ class RemoveNearDuplicates(beam.PTransform):
     def expand(self, inputs):
         candidates = inputs["bands"] | "CandidatePairs" >> CandidatePairs(self._max_bucket)
         counts = [candidates[accounting.COUNTS]]
-        edges = candidates["pairs"]
         if self._accept is not None:
-            verified = ({"pairs": edges, "payloads": inputs["payloads"]}
-                        | "VerifyPairs" >> VerifyPairs(self._accept, self._counter))
-            edges = verified["edges"]
-            counts.append(verified[accounting.COUNTS])
+            payloads = inputs["payloads"]
+        else:  # pairs of handles still need their nodes
+            payloads = inputs["records"] | "Nodes" >> beam.Map(lambda r: (accounting.node_id(r), None))
+        verified = ({"pairs": candidates["pairs"], "payloads": payloads}
+                    | "VerifyPairs" >> VerifyPairs(self._accept, self._counter))
+        edges = verified["edges"]
+        counts.append(verified[accounting.COUNTS])
         stars = edges | "ConnectedComponents" >> ConnectedComponents(self._max_rounds)
         counts.append(stars[accounting.COUNTS])
         survivors = ({"records": inputs["records"], "edges": stars["edges"]}
