@@ -1,4 +1,4 @@
-"""The whole text pipeline at several corpus sizes, per engine: wall time, MB/s per core, peak RSS.
+"""The whole text pipeline at several corpus sizes, per engine: wall time, MB/s per core, peak memory (PSS) of the process tree.
 
     python -m benchmarks.scaling [--sizes 30,100,300,1000] [--engines direct1,default,flink]
 
@@ -11,7 +11,8 @@ mojibake line for the clean step to repair (the sample pages plant mojibake
 in 13% of their sentences, which would make nearly every document need ftfy). Every engine runs all
 five steps (clean, filter, dedup, pii, tokenize) as its own
 ``python -m beam_pipelines.text`` process; peak memory is the largest sum of
-the resident sets of that process and all its children, sampled every 0.2 s.
+the proportional set sizes (PSS) of that process and all its children,
+sampled every 0.2 s.
 Each engine's shards are compared, byte for byte, with the first engine's.
 
 Engines: ``direct1`` (Beam's FnApiRunner in process, one worker:
@@ -116,6 +117,13 @@ def write_corpus(path: str, target_bytes: int, seed: int = 0) -> Dict[str, int]:
 
 
 def _tree_rss(proc) -> int:
+    """Memory of the process and all its children: the sum of their proportional set sizes.
+
+    PSS splits each shared page among the processes that map it, so a child
+    forked from a large process (its pages shared copy-on-write until it
+    execs) does not count that process twice, as a sum of RSS would; RSS is
+    the fallback where PSS cannot be read.
+    """
     import psutil
 
     try:
@@ -126,7 +134,10 @@ def _tree_rss(proc) -> int:
     total = 0
     for p in procs:
         try:
-            total += p.memory_info().rss
+            try:
+                total += p.memory_full_info().pss
+            except (psutil.AccessDenied, AttributeError):
+                total += p.memory_info().rss
         except psutil.Error:
             pass
     return total
@@ -166,7 +177,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             print("# flink: skipped (no job server cached; make flink-jar)")
             engines.remove("flink")
     print(f"# whole text pipeline (clean, filter, dedup, pii, tokenize), engines {', '.join(engines)}")
-    print(f"{'MB':>6} {'engine':>8} {'wall s':>8} {'MB/s':>7} {'MB/s/core':>9} {'peak RSS':>9}  "
+    print(f"{'MB':>6} {'engine':>8} {'wall s':>8} {'MB/s':>7} {'MB/s/core':>9} {'peak PSS':>9}  "
           f"{'same bytes':>10}  result")
     for mb in [float(s) for s in args.sizes.split(",") if s]:
         work = tempfile.mkdtemp(prefix="bench-scaling-")
