@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from typing import ContextManager, Optional
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -35,7 +36,9 @@ PARALLEL_INPUT_BYTES = 64 << 20
 
 def flag_given(options: PipelineOptions, name: str) -> bool:
     """Whether the command line named ``--name`` (even at its default value)."""
-    flags = getattr(options, "_flags", None) or []
+    flags = getattr(options, "_flags", None)
+    if flags is None:  # as Beam parses it: no flags given means the process's own
+        flags = sys.argv[1:]
     return any(f == f"--{name}" or f.startswith(f"--{name}=") for f in flags)
 
 

@@ -285,6 +285,17 @@ def test_a_large_local_run_uses_every_core_and_a_small_one_stays_in_process(monk
     assert _direct([], 10 * PARALLEL_INPUT_BYTES) == (1, "in_memory")
 
 
+def test_flags_on_the_command_line_count_when_options_read_sys_argv(monkeypatch):
+    from beam_pipelines.runner import PARALLEL_INPUT_BYTES
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    # `python -m beam_pipelines.text ...` builds its options from sys.argv (flags=None)
+    monkeypatch.setattr(sys, "argv", ["text", "--input", "x", "--direct_num_workers", "1"])
+    assert _direct(None, 10 * PARALLEL_INPUT_BYTES) == (1, "in_memory")
+    monkeypatch.setattr(sys, "argv", ["text", "--input", "x"])
+    assert _direct(None, 10 * PARALLEL_INPUT_BYTES) == (4, "multi_processing")
+
+
 def test_check_inputs_returns_the_bytes_matched_once_per_file(tmp_path):
     from beam_pipelines.safety import check_inputs
 
