@@ -49,3 +49,23 @@ def test_more_characters_than_the_vocabulary_holds_are_encoded_as_bytes():
 def test_empty_corpus_is_a_clear_error():
     with pytest.raises(ValueError, match="no text"):
         train_sentencepiece(["", "  "], TokenizerConfig())
+
+
+def test_the_training_sample_is_the_smallest_hashes_whatever_the_bundles():
+    import heapq
+
+    from transforms import accounting
+    from transforms.text.tokenize import _LocalSmallest
+
+    records = [{"id": f"doc{i}", "text": f"text {i} " * 3} for i in range(500)]
+    emitted = []
+    for bundle in (records[:120], records[120:121], records[121:]):  # three bundles, one of one record
+        fn = _LocalSmallest(n=40, cap=8)
+        fn.start_bundle()
+        for r in bundle:
+            assert list(fn.process(r) or []) == []
+        emitted += [wv.value[1] for wv in fn.finish_bundle()]
+        assert all(wv is not None for wv in emitted)
+    expected = sorted((accounting.stable_hash64(r["id"]), r["text"][:8]) for r in records)[:40]
+    assert heapq.nsmallest(40, emitted) == expected
+    assert len(emitted) == 40 + 1 + 40  # each bundle sends at most n, one by one

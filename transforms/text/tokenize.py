@@ -1,9 +1,10 @@
 """SentencePiece tokenization: train inside the pipeline, or load a model; encode in batches.
 
 Training sample: the ``sample_docs`` records with the smallest hash of their
-id (``Top.Smallest`` -- a deterministic sample whatever the order records
-arrive in), each cut to ``max_chars_per_doc``, split into lines, in hash
-order. The trainer runs single-threaded so the same sample gives the same
+id (a deterministic sample whatever the order records arrive in; ties by
+text), each cut to ``max_chars_per_doc``, split into lines, in hash order.
+Each bundle keeps its own smallest and emits them one by one, so no single
+element holds the sample (see :class:`_LocalSmallest`). The trainer runs single-threaded so the same sample gives the same
 model bytes. The model is written to ``DIR/tokenizer/spm.model`` (and a
 human-readable ``spm.vocab``) and passed to the encoders as a side input.
 
@@ -20,12 +21,14 @@ under ``# Beam``.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import io
 from collections import Counter
 from typing import Iterable, List, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.window import GlobalWindows
 
 from transforms import accounting
 from transforms.packing import pack, unpack
@@ -172,6 +175,37 @@ class _TrainDoFn(beam.DoFn):
         yield model
 
 
+class _LocalSmallest(beam.DoFn):
+    """Records -> ``(None, (hash of id, text[:cap]))`` for the ``n`` smallest of each bundle.
+
+    The sample is the ``n`` smallest such pairs overall (what
+    ``Top.Smallest(n)`` gives), found without one accumulator of ``n``
+    documents travelling as a single element: a runner that sorts before it
+    groups (Flink) refuses a record larger than its sort buffer, and ``n``
+    documents are tens of MB. Each bundle keeps its own ``n`` smallest and
+    emits them one by one; one key gathers them, and the smallest ``n`` of
+    those are the smallest ``n`` of all.
+    """
+
+    def __init__(self, n: int, cap: int):
+        super().__init__()
+        self._n = n
+        self._cap = cap
+
+    def start_bundle(self):
+        self._kept: List[Tuple[int, str]] = []
+
+    def process(self, record):
+        self._kept.append((accounting.stable_hash64(record["id"]), record["text"][:self._cap]))
+        if len(self._kept) >= 2 * self._n:
+            self._kept = heapq.nsmallest(self._n, self._kept)
+
+    def finish_bundle(self):
+        for pair in heapq.nsmallest(self._n, self._kept):
+            yield GlobalWindows.windowed_value((None, pair))
+        self._kept = []
+
+
 class TrainTokenizer(beam.PTransform):
     """Records -> a one-element PCollection holding the trained model's bytes.
 
@@ -184,11 +218,12 @@ class TrainTokenizer(beam.PTransform):
         self._output_dir = output_dir
 
     def expand(self, records):
-        cap = self._config.max_chars_per_doc
+        n = self._config.sample_docs
         return (
             records
-            | "SampleKey" >> beam.Map(lambda r: (accounting.stable_hash64(r["id"]), r["text"][:cap]))
-            | "DeterministicSample" >> beam.combiners.Top.Smallest(self._config.sample_docs)
+            | "LocalSample" >> beam.ParDo(_LocalSmallest(n, self._config.max_chars_per_doc))
+            | "GatherSample" >> beam.GroupByKey()
+            | "DeterministicSample" >> beam.Map(lambda kv: heapq.nsmallest(n, kv[1]))
             | "DropEmptySample" >> beam.Filter(bool)
             | "TrainSentencePiece" >> beam.ParDo(_TrainDoFn(self._config, self._output_dir))
         )
