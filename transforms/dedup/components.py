@@ -24,7 +24,8 @@ and a pure predicate on two payloads; :class:`RemoveNearDuplicates` does the res
    an edge ``(larger node, smaller node)`` when ``accept(payload_u,
    payload_v)`` holds (every pair, without a predicate). Two nodes sharing a
    handle (a 96-bit hash: about one chance in 10^10 among a billion records)
-   would only add candidates, each still checked by ``accept``. Counted
+   would only add candidates, each still checked by ``accept`` (without a
+   predicate, such a candidate would be taken as an edge). Counted
    under ``info.<counter>.pairs_compared`` and ``.pairs_accepted``. Without a
    predicate every candidate is an edge.
 3. :class:`ConnectedComponents`: alternating large-star and small-star rounds

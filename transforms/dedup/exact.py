@@ -35,45 +35,21 @@ def survivor_key(record: dict) -> Tuple[str, str, int, str]:
             record.get("key", ""))
 
 
-# Accumulator: (best record or None, number of records seen)
-_Acc = Tuple[Optional[dict], int]
+# Accumulator: (best (survivor key, packed record) or None, number of records seen)
+_Acc = Tuple[Optional[Tuple[Any, bytes]], int]
 
 
 class KeepSmallestId(beam.CombineFn):
-    """Keeps the record with the smallest :func:`survivor_key` and a count."""
+    """Keeps the ``(survivor key, packed record)`` pair with the smallest key, and a count."""
 
     def create_accumulator(self) -> _Acc:
         return (None, 0)
 
-    def add_input(self, acc: _Acc, record: dict) -> _Acc:
-        best, n = acc
-        if best is None or survivor_key(record) < survivor_key(best):
-            best = record
-        return (best, n + 1)
-
-    def merge_accumulators(self, accs) -> _Acc:
-        best, total = None, 0
-        for cand, n in accs:
-            total += n
-            if cand is not None and (best is None or survivor_key(cand) < survivor_key(best)):
-                best = cand
-        return (best, total)
-
-    def extract_output(self, acc: _Acc) -> _Acc:
-        return acc
-
-
-class _KeepSmallestPacked(beam.CombineFn):
-    """:class:`KeepSmallestId` on ``(survivor key, packed record)`` pairs."""
-
-    def create_accumulator(self):
-        return (None, 0)
-
-    def add_input(self, acc, item):
+    def add_input(self, acc: _Acc, item) -> _Acc:
         best, n = acc
         return (item if best is None or item[0] < best[0] else best, n + 1)
 
-    def merge_accumulators(self, accs):
+    def merge_accumulators(self, accs) -> _Acc:
         best, total = None, 0
         for cand, n in accs:
             total += n
@@ -81,7 +57,7 @@ class _KeepSmallestPacked(beam.CombineFn):
                 best = cand
         return (best, total)
 
-    def extract_output(self, acc):
+    def extract_output(self, acc: _Acc) -> _Acc:
         return acc
 
 
@@ -115,7 +91,7 @@ class ExactDedup(beam.PTransform):
         return (
             records
             | "KeyByFingerprint" >> beam.Map(lambda r: (fingerprint(r), (survivor_key(r), pack(r))))
-            | "KeepSmallestId" >> beam.CombinePerKey(_KeepSmallestPacked())
+            | "KeepSmallestId" >> beam.CombinePerKey(KeepSmallestId())
             | "EmitSurvivors" >> beam.ParDo(_EmitSurvivors()).with_outputs(
                 accounting.COUNTS, main="records")
         )
