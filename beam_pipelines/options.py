@@ -254,6 +254,11 @@ OUTPUT = (
              "ID#dup2, ...) or send the extra ones to the dead letter."),
         Flag("allow_empty", boolean, False,
              help="Complete a run that writes no record (default: such a run fails, exit 1)."),
+        Flag("spill", default="auto", choices=("auto", "always", "never"),
+             help="On a local engine, write the records that wait in a shuffle to --spill_dir "
+             "and shuffle references, so memory stays bounded (auto: from 64 MiB of input)."),
+        Flag("spill_dir", help="Where a local run spills (a fresh directory inside, removed "
+             "at the end; default: the system's temporary directory)."),
         Flag("wait_until_finish", boolean, True,
              help="Wait for the job and print its summary (--wait_until_finish=false: submit and "
              "exit; Flex Template launches never wait)."),

@@ -15,19 +15,28 @@ stay in process, where starting the workers would cost more than they save.
 ``make flink-jar`` and, on an embedded Flink, one SDK worker process per core
 unless told otherwise (see :mod:`beam_pipelines.flink`). Any other ``--runner`` (DataflowRunner,
 PortableRunner, ...) is left to Beam.
+
+Memory bounded on a local engine: from :data:`PARALLEL_INPUT_BYTES` of input
+(``--spill auto``), the records that wait in a shuffle are written to a fresh
+directory under ``--spill_dir`` (default: the system's temporary directory)
+and the shuffles carry references to them (:mod:`transforms.packing`); the
+directory is removed when the run ends, failed or not. Engines on other
+machines (Dataflow, a Flink cluster) carry the records themselves.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
-from typing import ContextManager, Optional
+import tempfile
+from typing import ContextManager, Iterator, Optional
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 __all__ = ["LOCAL_RUNNER_NAMES", "PARALLEL_INPUT_BYTES", "flag_given", "local_defaults", "local_runner",
-           "prepare_options", "runner_for"]
+           "prepare_options", "runner_for", "spill_to"]
 
 LOCAL_RUNNER_NAMES = (None, "", "DirectRunner", "SwitchingDirectRunner", "FnApiRunner")
 # Inputs from this size up run on every core by default.
@@ -77,13 +86,60 @@ def prepare_options(options: PipelineOptions, input_bytes: int = 0) -> ContextMa
     (:func:`beam_pipelines.flink.local_workers`), else a no-op.
     """
     name = options.view_as(StandardOptions).runner
+    local, workers = False, None
     if name in LOCAL_RUNNER_NAMES:
         local_defaults(options, input_bytes)
+        local = True
     if isinstance(name, str) and name.split(".")[-1] == "FlinkRunner":
         from beam_pipelines import flink
         if flink.flink_defaults(options):
-            return flink.local_workers(options)
-    return contextlib.nullcontext()
+            local, workers = True, flink.local_workers(options)
+    root = spill_root(options, input_bytes, local)
+    stack = contextlib.ExitStack()
+    if root is not None:  # the workers inherit the spill directory's variable
+        stack.enter_context(spill_to(root))
+    if workers is not None:
+        stack.enter_context(workers)
+    return stack
+
+
+def spill_root(options: PipelineOptions, input_bytes: int, local: bool) -> Optional[str]:
+    """Where this run spills its waiting records (``--spill``, ``--spill_dir``), or None."""
+    from beam_pipelines.options import OutputOptions
+
+    flags = options.view_as(OutputOptions)
+    mode = getattr(flags, "spill", None) or "auto"
+    if mode == "never":
+        return None
+    if not local:
+        if mode == "always":
+            raise ValueError("--spill always needs a local engine (the DirectRunner or an "
+                             "embedded Flink): other machines cannot read this one's disk")
+        return None
+    if mode == "auto" and (input_bytes < PARALLEL_INPUT_BYTES or
+                           not getattr(flags, "wait_until_finish", True)):
+        return None  # small runs keep everything in memory; a submitted run outlives us
+    return getattr(flags, "spill_dir", None) or tempfile.gettempdir()
+
+
+@contextlib.contextmanager
+def spill_to(root: str) -> Iterator[str]:
+    """A fresh spill directory under ``root`` for the run inside; removed afterwards."""
+    from transforms import packing
+
+    os.makedirs(root, exist_ok=True)
+    directory = tempfile.mkdtemp(prefix="beamtrain-spill-", dir=root)
+    previous = os.environ.get(packing.SPILL_ENV)
+    os.environ[packing.SPILL_ENV] = directory
+    try:
+        yield directory
+    finally:
+        if previous is None:
+            os.environ.pop(packing.SPILL_ENV, None)
+        else:
+            os.environ[packing.SPILL_ENV] = previous
+        packing.release(directory)
+        shutil.rmtree(directory, ignore_errors=True)  # made here, by mkdtemp: only ours
 
 
 def runner_for(options: PipelineOptions):

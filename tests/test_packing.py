@@ -103,3 +103,86 @@ def test_pairs_of_handles_come_back_as_edges_between_nodes_and_a_shared_handle_o
         payloads = p | "Payloads" >> beam.Create([("a", 1), ("b", 5), ("c", 2)])
         out = {"pairs": pairs, "payloads": payloads} | components.VerifyPairs(accept)
         assert_that(out["edges"], equal_to([("c", "a")]))
+
+
+# ---------------------------------------------------------------- spilling to disk
+
+from transforms import packing  # noqa: E402
+
+
+@pytest.fixture
+def spill_dir(tmp_path, monkeypatch):
+    directory = tmp_path / "spill"
+    directory.mkdir()
+    monkeypatch.setenv(packing.SPILL_ENV, str(directory))
+    yield directory
+    packing.release(str(directory))
+
+
+def _prose(i, words=300):
+    rng = random.Random(i)
+    return {"id": f"doc-{i}", "text": " ".join(rng.choice(["the", "river", "lamp", "of", "violin"])
+                                              for _ in range(words))}
+
+
+def test_spilled_values_travel_as_references_and_read_back_equal(spill_dir):
+    values = [_prose(i) for i in range(50)]
+    refs = [pack(v, spill=True) for v in values]
+    assert all(r[:1] == b"\x03" and len(r) == 21 for r in refs)
+    assert [unpack(r) for r in refs] == values
+    files = list(spill_dir.iterdir())
+    assert len(files) == 1 and files[0].suffix == ".spill"
+    assert files[0].stat().st_mode & 0o777 == 0o600
+    # the file holds exactly the packed bytes, back to back
+    assert files[0].stat().st_size == sum(len(pack(v)) for v in values)
+
+
+def test_small_values_and_unrequested_spills_stay_inline(spill_dir):
+    small = {"id": "a", "text": "short"}
+    assert pack(small, spill=True) == pack(small)
+    big = _prose(1)
+    assert pack(big)[:1] == b"\x02"  # spill=False: never a reference
+    assert not list(spill_dir.iterdir())
+
+
+def test_without_a_spill_directory_nothing_is_spilled_and_a_reference_is_refused(spill_dir, monkeypatch):
+    ref = pack(_prose(2), spill=True)
+    monkeypatch.delenv(packing.SPILL_ENV)
+    assert pack(_prose(2), spill=True)[:1] == b"\x02"
+    with pytest.raises(ValueError, match="no spill directory"):
+        unpack(ref)
+
+
+def test_a_truncated_spill_file_is_a_clear_error(spill_dir):
+    ref = pack(_prose(3), spill=True)
+    packing.release(str(spill_dir))
+    (path,) = spill_dir.iterdir()
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(OSError, match="ends before byte"):
+        unpack(ref)
+
+
+def test_threads_writing_at_once_get_their_own_bytes_back(spill_dir):
+    from concurrent.futures import ThreadPoolExecutor
+
+    values = [_prose(i, words=100 + i % 50) for i in range(400)]
+    with ThreadPoolExecutor(8) as pool:
+        refs = list(pool.map(lambda v: pack(v, spill=True), values))
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(unpack, refs)) == values
+
+
+def _pack_in_child(values):
+    return [pack(v, spill=True) for v in values]
+
+
+def test_a_reference_written_by_another_process_reads_back(spill_dir):
+    import multiprocessing
+
+    values = [_prose(i) for i in range(20)]
+    with multiprocessing.get_context("spawn").Pool(2) as pool:  # children inherit the variable
+        refs = sum(pool.map(_pack_in_child, [values[:10], values[10:]]), [])
+    assert [unpack(r) for r in refs] == values
+    assert len(list(spill_dir.iterdir())) == 2  # one file per writing process
+    mine = pack(values[0], spill=True)
+    assert unpack(mine) == values[0] and len(list(spill_dir.iterdir())) == 3

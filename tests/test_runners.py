@@ -304,3 +304,77 @@ def test_check_inputs_returns_the_bytes_matched_once_per_file(tmp_path):
     (tmp_path / "in" / "b.jsonl").write_bytes(b"y" * 24)
     both = str(tmp_path / "in" / "*.jsonl")
     assert check_inputs([both, str(tmp_path / "in" / "a.jsonl")], str(tmp_path / "out")) == 1024
+
+
+# ---------------------------------------------------------------- bounded memory: spilling
+
+def _spill_root(argv, input_bytes, local=True):
+    from beam_pipelines.runner import spill_root
+
+    return spill_root(PipelineOptions(argv), input_bytes, local)
+
+
+def test_large_local_runs_spill_and_the_flags_decide(tmp_path):
+    import tempfile
+
+    from beam_pipelines.runner import PARALLEL_INPUT_BYTES
+
+    big, small = 10 * PARALLEL_INPUT_BYTES, PARALLEL_INPUT_BYTES - 1
+    assert _spill_root([], big) == tempfile.gettempdir()
+    assert _spill_root(["--spill_dir", str(tmp_path)], big) == str(tmp_path)
+    assert _spill_root([], small) is None  # small runs stay in memory
+    assert _spill_root(["--spill", "always"], small) == tempfile.gettempdir()
+    assert _spill_root(["--spill", "never"], big) is None
+    assert _spill_root(["--wait_until_finish=false"], big) is None  # a submitted run outlives us
+    assert _spill_root([], big, local=False) is None  # Dataflow, a Flink cluster: inline
+    with pytest.raises(ValueError, match="needs a local engine"):
+        _spill_root(["--spill", "always"], big, local=False)
+
+
+def test_the_spill_directory_is_fresh_and_only_it_is_removed(tmp_path):
+    from beam_pipelines.runner import spill_to
+    from transforms import packing
+
+    (tmp_path / "mine.txt").write_text("a user's file")
+    before = os.environ.get(packing.SPILL_ENV)
+    with pytest.raises(RuntimeError):
+        with spill_to(str(tmp_path)) as directory:
+            assert os.path.dirname(directory) == str(tmp_path)
+            assert os.environ[packing.SPILL_ENV] == directory
+            ref = packing.pack({"text": os.urandom(400).hex()}, spill=True)
+            assert ref[:1] == b"\x03" and os.listdir(directory)
+            raise RuntimeError("the run failed")
+    assert os.listdir(tmp_path) == ["mine.txt"]  # removed even though the run failed
+    assert os.environ.get(packing.SPILL_ENV) == before
+
+
+def test_a_spilling_run_writes_the_same_bytes_and_leaves_nothing_behind(tmp_path):
+    from transforms import packing
+
+    inp = small_corpus(tmp_path)
+    spill = tmp_path / "spill"
+    args = ["--vocab_size", "600", "--num_shards", "2"]
+    inline = run_text([str(inp / "*.jsonl")], tmp_path / "inline", *args, "--spill", "never")
+    spilled = run_text([str(inp / "*.jsonl")], tmp_path / "spilled", *args, "--spill", "always",
+                       "--spill_dir", str(spill))
+    assert_accounting(spilled, tmp_path / "spilled")
+    for key in ("records_out", "filtered", "duplicates", "pii", "near_dedup"):
+        assert spilled[key] == inline[key], key
+    assert spilled["duplicates"] == inline["duplicates"] and sum(
+        spilled["duplicates"].values()) > 0
+    assert _shard_hashes(tmp_path / "spilled") == _shard_hashes(tmp_path / "inline")
+    assert os.listdir(spill) == [] and packing.SPILL_ENV not in os.environ
+
+
+@pytest.mark.slow
+def test_worker_processes_read_each_others_spills(tmp_path):
+    inp = small_corpus(tmp_path)
+    args = ["--vocab_size", "600", "--num_shards", "2", "--read_chunk_mb", "1"]
+    single = run_text([str(inp / "*.jsonl")], tmp_path / "one", *args, "--spill", "never")
+    multi = run_text([str(inp / "*.jsonl")], tmp_path / "two", *args, "--spill", "always",
+                     "--spill_dir", str(tmp_path / "spill"), "--direct_num_workers", "2",
+                     "--direct_running_mode", "multi_processing")
+    assert_accounting(multi, tmp_path / "two")
+    assert (multi["records_out"], multi["duplicates"]) == (single["records_out"], single["duplicates"])
+    assert _shard_hashes(tmp_path / "one") == _shard_hashes(tmp_path / "two")
+    assert os.listdir(tmp_path / "spill") == []

@@ -14,20 +14,45 @@ already a dependency, for .zst inputs). ``unpack`` gives back an equal value.
 
 Packing is an internal transport format, never written to the outputs, and
 only ever reads what ``pack`` wrote.
+
+**Spilling to disk.** Beam's in-process runner keeps every shuffled value in
+the memory of the launching process until the next stage has read it, so on
+a local run memory grew with the corpus (a 1 GB corpus peaked near 5 GB).
+Where a run has a spill directory (the launcher sets :data:`SPILL_ENV` for a
+local engine: the DirectRunner, in process or with worker processes, and an
+embedded Flink, whose workers all share this machine's disk), ``pack(value,
+spill=True)`` appends the packed bytes to this process's own file there and
+returns a 21-byte reference instead (file token, offset, length); ``unpack``
+reads them back with ``os.pread``. The shuffles then carry references, and
+the corpus waits on disk, in the page cache the kernel can evict. A write
+is one unbuffered ``os.write``, so the bytes are readable by any process as
+soon as the reference exists, whatever the engine's exchange does next. The
+launcher makes the directory fresh and removes it, with everything in it,
+when the run ends. Without a spill directory (Dataflow, a Flink cluster)
+values travel inline, as before; the outputs are the same bytes either way.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import struct
+import threading
+from typing import Any, Dict, Optional, Tuple
 
-__all__ = ["pack", "unpack"]
+__all__ = ["SPILL_ENV", "SPILL_MIN", "pack", "unpack", "release", "spill_directory"]
 
-_RAW, _ZSTD = b"\x00", b"\x02"
+_RAW, _ZSTD, _REF = b"\x00", b"\x02", b"\x03"
+# The spill directory of this run, for every process of a local engine.
+SPILL_ENV = "BEAMTRAIN_SPILL_DIR"
+# Packed values shorter than this stay inline: a reference is 21 bytes, and a
+# read costs a system call.
+SPILL_MIN = 256
+_REF_TAIL = struct.Struct("<8sQI")  # file token, offset, length
+_SUFFIX = ".spill"
 _MIN_COMPRESS = 128  # below this, the frame header and a dict's keys leave nothing to save
 
 _CODER = None
-_ZSTD_C = None
-_ZSTD_D = None
+_LOCAL = threading.local()  # zstandard's (de)compressors must not be shared by threads
 
 
 def _coder():
@@ -40,31 +65,116 @@ def _coder():
 
 
 def _zstd():
-    global _ZSTD_C, _ZSTD_D
-    if _ZSTD_C is None:
+    pair = getattr(_LOCAL, "zstd", None)
+    if pair is None:
         import zstandard
 
-        _ZSTD_C = zstandard.ZstdCompressor(level=1)
-        _ZSTD_D = zstandard.ZstdDecompressor()
-    return _ZSTD_C, _ZSTD_D
+        pair = _LOCAL.zstd = (zstandard.ZstdCompressor(level=1), zstandard.ZstdDecompressor())
+    return pair
 
 
-def pack(value: Any, compress: bool = True) -> bytes:
+def spill_directory() -> Optional[str]:
+    """This run's spill directory (:data:`SPILL_ENV`), or None where values travel inline."""
+    return os.environ.get(SPILL_ENV) or None
+
+
+class _Spill:
+    """This process's spill file in one directory: appends, and reads any process's file."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.token = os.urandom(8)
+        self.size = 0
+        self.fd = -1  # opened on the first write
+        self.readers: Dict[bytes, int] = {}
+
+    def path(self, token: bytes) -> str:
+        return os.path.join(self.directory, token.hex() + _SUFFIX)
+
+    def write(self, blob: bytes) -> bytes:
+        with self.lock:
+            if self.fd < 0:
+                self.fd = os.open(self.path(self.token),
+                                  os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+            offset = self.size
+            view = memoryview(blob)
+            while view:
+                view = view[os.write(self.fd, view):]
+            self.size += len(blob)
+        return _REF + _REF_TAIL.pack(self.token, offset, len(blob))
+
+    def read(self, token: bytes, offset: int, length: int) -> bytes:
+        with self.lock:
+            fd = self.readers.get(token)
+            if fd is None:  # one file per writing process of the run: never many
+                fd = self.readers[token] = os.open(self.path(token), os.O_RDONLY)
+        data = os.pread(fd, length, offset)
+        if len(data) != length:
+            raise OSError(f"spill file {self.path(token)} ends before byte {offset + length}")
+        return data
+
+    def close(self) -> None:
+        with self.lock:
+            for fd in [self.fd, *self.readers.values()]:
+                if fd >= 0:
+                    os.close(fd)
+            self.fd = -1
+            self.readers.clear()
+
+
+_SPILLS: Dict[Tuple[int, str], _Spill] = {}
+_SPILLS_LOCK = threading.Lock()
+
+
+def _spill(directory: str) -> _Spill:
+    key = (os.getpid(), directory)  # a forked child writes a file of its own
+    spill = _SPILLS.get(key)
+    if spill is None:
+        with _SPILLS_LOCK:
+            spill = _SPILLS.setdefault(key, _Spill(directory))
+    return spill
+
+
+def release(directory: str) -> None:
+    """Close this process's files in ``directory`` (the launcher, once the run has ended)."""
+    with _SPILLS_LOCK:
+        for key in [k for k in _SPILLS if k[1] == directory]:
+            _SPILLS.pop(key).close()
+
+
+def pack(value: Any, compress: bool = True, spill: bool = False) -> bytes:
     """``value`` (a record, a list of records, bytes...) as bytes for :func:`unpack`.
 
     ``compress=False`` skips compression (for values of hashes, which it cannot shrink).
+    ``spill=True`` writes values of :data:`SPILL_MIN` bytes or more to the run's
+    spill directory, where there is one, and returns a reference to them.
     """
     raw = _coder().encode(value)
+    blob = None
     if compress and len(raw) >= _MIN_COMPRESS:
         small = _zstd()[0].compress(raw)  # the frame records the size, for unpack
         if len(small) * 10 <= len(raw) * 9:
-            return _ZSTD + small
-    return _RAW + raw
+            blob = _ZSTD + small
+    if blob is None:
+        blob = _RAW + raw
+    if spill and len(blob) >= SPILL_MIN:
+        directory = spill_directory()
+        if directory:
+            return _spill(directory).write(blob)
+    return blob
 
 
 def unpack(blob: bytes) -> Any:
     """The value :func:`pack` turned into ``blob``."""
     tag, body = blob[:1], memoryview(blob)[1:]
+    if tag == _REF:
+        directory = spill_directory()
+        if directory is None or len(body) != _REF_TAIL.size:
+            raise ValueError("a spilled value read where the run has no spill directory")
+        blob = _spill(directory).read(*_REF_TAIL.unpack(body))
+        tag, body = blob[:1], memoryview(blob)[1:]
     if tag == _ZSTD:
         return _coder().decode(_zstd()[1].decompress(body))
     if tag == _RAW:

@@ -391,8 +391,9 @@ class Survivors(beam.PTransform):
             | "DistinctChildren" >> beam.Distinct()
             | "KeyRemoved" >> beam.Map(lambda rid: (rid, True))
         )
-        # records wait for the components packed (transforms.packing)
-        keyed = inputs["records"] | "KeyByNode" >> beam.Map(lambda r: (accounting.node_id(r), pack(r)))
+        # records wait for the components packed (transforms.packing; spilled on a local run)
+        keyed = inputs["records"] | "KeyByNode" >> beam.Map(
+            lambda r: (accounting.node_id(r), pack(r, spill=True)))
         survivors = (
             {"record": keyed, "drop": removed}
             | "JoinRemovals" >> beam.CoGroupByKey()

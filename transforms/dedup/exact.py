@@ -7,7 +7,7 @@ per key, keeping one survivor: the record with the smallest id (ties broken
 by source and position, so the choice never depends on arrival order or
 worker count). The combine is lifted before the shuffle, so each worker sends
 at most one record per distinct fingerprint; records travel packed
-(:mod:`transforms.packing`) beside their survivor key. Every other member of
+(:mod:`transforms.packing`; on a local run, spilled to disk) beside their survivor key. Every other member of
 a group is counted under ``duplicates.exact``.
 """
 
@@ -90,7 +90,7 @@ class ExactDedup(beam.PTransform):
         fingerprint = self._fingerprint
         return (
             records
-            | "KeyByFingerprint" >> beam.Map(lambda r: (fingerprint(r), (survivor_key(r), pack(r))))
+            | "KeyByFingerprint" >> beam.Map(lambda r: (fingerprint(r), (survivor_key(r), pack(r, spill=True))))
             | "KeepSmallestId" >> beam.CombinePerKey(KeepSmallestId())
             | "EmitSurvivors" >> beam.ParDo(_EmitSurvivors()).with_outputs(
                 accounting.COUNTS, main="records")

@@ -295,8 +295,9 @@ class Encode(beam.PTransform):
             records
             | "Batch" >> beam.BatchElements(
                 min_batch_size=8, max_batch_size=self._config.batch_size)
-            # the batches wait for the trained model packed (transforms.packing)
-            | "Pack" >> beam.Map(pack)
+            # the batches wait for the trained model packed (transforms.packing; spilled on a
+            # local run)
+            | "Pack" >> beam.Map(pack, spill=True)
             | "EncodeBatch" >> beam.ParDo(
                 _EncodeDoFn(self._config.add_eos), model=beam.pvalue.AsSingleton(self._model, default_value=None))
             .with_outputs(accounting.COUNTS, main="records")

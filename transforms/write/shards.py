@@ -392,7 +392,7 @@ class _WriteShard(accounting.CountingDoFn):
 
 def _pack_example(example: tuple) -> tuple:
     """(split, id, Example bytes, ...) -> (split, id, packed bytes, their size, ...)."""
-    return (example[0], example[1], pack(example[2]), len(example[2])) + tuple(example[3:])
+    return (example[0], example[1], pack(example[2], spill=True), len(example[2])) + tuple(example[3:])
 
 
 def _unpack_example(packed: tuple) -> tuple:
