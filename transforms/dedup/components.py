@@ -221,6 +221,13 @@ def _ask_both(pair):
     yield pair[1], pair
 
 
+def _by_handle(kv):
+    """(node, payload) -> (handle, (node, packed payload)); the payload waits for the pairs
+    that ask for it packed (spilled on a local run: only the few nodes in candidate
+    pairs are ever read back)."""
+    return node_handle(kv[0]), (kv[0], pack(kv[1], compress=False, spill=True))
+
+
 def _answer(keyed):
     """(handle, {ask: [pairs], payload: [(node, p)]}) -> (pair, (handle, node, p)) per pair that asked."""
     handle, grouped = keyed
@@ -240,7 +247,7 @@ class _VerifyFn(accounting.CountingDoFn):
         (hu, hv), answers = keyed
         ends_u, ends_v = {}, {}
         for handle, node, payload in answers:
-            (ends_u if handle == hu else ends_v)[node] = payload
+            (ends_u if handle == hu else ends_v)[node] = unpack(payload)
         for u, payload_u in sorted(ends_u.items()):
             for v, payload_v in sorted(ends_v.items()):
                 if u == v:
@@ -275,7 +282,7 @@ class VerifyPairs(beam.PTransform):
 
     def expand(self, inputs):
         asks = inputs["pairs"] | "AskBothEnds" >> beam.FlatMap(_ask_both)
-        ends = inputs["payloads"] | "ByHandle" >> beam.Map(lambda kv: (node_handle(kv[0]), (kv[0], kv[1])))
+        ends = inputs["payloads"] | "ByHandle" >> beam.Map(_by_handle)
         verified = (
             {"ask": asks, "payload": ends}
             | "JoinPayloads" >> beam.CoGroupByKey()
