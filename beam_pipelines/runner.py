@@ -94,13 +94,17 @@ def prepare_options(options: PipelineOptions, input_bytes: int = 0) -> ContextMa
         from beam_pipelines import flink
         if flink.flink_defaults(options):
             local, workers = True, flink.local_workers(options)
-    root = spill_root(options, input_bytes, local)
-    stack = contextlib.ExitStack()
-    if root is not None:  # the workers inherit the spill directory's variable
-        stack.enter_context(spill_to(root))
-    if workers is not None:
-        stack.enter_context(workers)
-    return stack
+    return _engine(spill_root(options, input_bytes, local), workers)
+
+
+@contextlib.contextmanager
+def _engine(spill: Optional[str], workers: Optional[ContextManager]) -> Iterator[Optional[str]]:
+    """The spill directory, then the workers (they inherit its variable); yields what the
+    workers' context gives (an embedded Flink's worker pool address), else None."""
+    with contextlib.ExitStack() as stack:
+        if spill is not None:
+            stack.enter_context(spill_to(spill))
+        yield stack.enter_context(workers) if workers is not None else None
 
 
 def spill_root(options: PipelineOptions, input_bytes: int, local: bool) -> Optional[str]:
