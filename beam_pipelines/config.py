@@ -27,7 +27,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines import safety
 from beam_pipelines.options import (ImagePipelineOptions, MultimodalPipelineOptions, OptionError,
-                                    TextPipelineOptions, background, check_values, parse_steps)
+                                    TextPipelineOptions, background, check_values, parse_languages,
+                                    parse_steps)
 from transforms.dedup.minhash import MinHashConfig
 from transforms.dedup.near import NearDedupConfig
 from transforms.image.process import ImageConfig
@@ -35,6 +36,7 @@ from transforms.read.corpus import ReaderConfig
 from transforms.text.clean import CleanConfig
 from transforms.text.content import DEFAULT_BLOCKLIST, BlocklistConfig, LicenseConfig, load_word_list
 from transforms.text.filters import FilterConfig
+from transforms.text.language import LanguageConfig
 from transforms.text.pii import KINDS as PII_KINDS
 from transforms.text.pii import PiiConfig
 from transforms.text.tokenize import MIN_VOCAB_SIZE, TokenizerConfig
@@ -191,6 +193,7 @@ class TextConfig(RunConfig):
     steps: Tuple[str, ...]
     reader: ReaderSettings
     clean: CleanSettings
+    language: LanguageConfig
     filter: FilterConfig
     tokenizer: TokenizerSettings
     license: Optional[LicenseConfig]  # None: --no_license_filter
@@ -284,6 +287,8 @@ def text_config(options: PipelineOptions) -> TextConfig:
                               max_decompression_ratio=o.max_decompression_ratio,
                               max_dead_per_file=o.max_dead_per_file),
         clean=CleanSettings(html=o.html, main_content=not o.keep_boilerplate),
+        language=LanguageConfig(languages=parse_languages(o.languages),
+                                threshold=o.language_threshold),
         filter=_filter(o),
         tokenizer=TokenizerSettings(model=o.tokenizer_model, vocab_size=o.vocab_size,
                                     model_type=o.spm_model_type, sample_docs=o.spm_sample_docs,

@@ -38,9 +38,9 @@ from transforms.text.pii import KINDS as PII_KINDS
 
 __all__ = ["Flag", "Group", "OptionError", "boolean", "OutputOptions", "TextPipelineOptions",
            "ImagePipelineOptions", "MultimodalPipelineOptions", "PIPELINE_OPTIONS", "STEPS",
-           "add_groups", "flags_of", "check_values", "parse_steps"]
+           "add_groups", "flags_of", "check_values", "parse_languages", "parse_steps"]
 
-STEPS = ("clean", "filter", "dedup", "pii", "tokenize")
+STEPS = ("clean", "lang", "filter", "dedup", "pii", "tokenize")
 
 
 def boolean(value) -> bool:
@@ -151,6 +151,24 @@ def steps_problem(value: Optional[str]) -> Optional[str]:
     if len(set(steps)) != len(steps):
         return f"a step is listed twice in {value!r}"
     return None
+
+
+def languages_problem(value: Optional[str]) -> Optional[str]:
+    if not value:
+        return None
+    for label in value.split(","):
+        label = label.strip()
+        if not (2 <= len(label) <= 3 and label.isascii() and label.isalpha() and label.islower()):
+            return f"{label!r} is not a language label (two or three lowercase letters, e.g. en)"
+    return None
+
+
+def parse_languages(value: Optional[str]) -> Tuple[str, ...]:
+    """``--languages`` as a sorted tuple of labels (empty: every language)."""
+    problem = languages_problem(value)
+    if problem:
+        raise OptionError(f"--languages: {problem}")
+    return tuple(sorted({s.strip() for s in (value or "").split(",") if s.strip()}))
 
 
 def parse_steps(value: Optional[str]) -> List[str]:
@@ -268,9 +286,18 @@ OUTPUT = (
 TEXT_STEPS = (
     Group("steps", (
         Flag("steps", check=steps_problem,
-             help="Comma-separated steps among clean,filter,dedup,pii,tokenize (default: all five, "
-             "in that order).",
-             regex=rf"^{_STEP}(,{_STEP}){{0,4}}$"),
+             help="Comma-separated steps among clean,lang,filter,dedup,pii,tokenize (default: all "
+             "six, in that order).",
+             regex=rf"^{_STEP}(,{_STEP}){{0,5}}$"),
+    )),
+    Group("language", (
+        Flag("languages", check=languages_problem,
+             help="Comma-separated language labels to keep, as lid.176 names them (ISO 639-1 "
+             "where one exists: en,de,zh...); default: every language.",
+             regex=r"^[a-z]{2,3}(,[a-z]{2,3})*$", regex_help="e.g. en,de,fr."),
+        Flag("language_threshold", float, 0.65, check=in_range(0.0, 1.0),
+             help="Drop documents whose language score (lid.176's probability) is below this "
+             "(filtered.language_score)."),
     )),
     Group("tokenizer", (
         Flag("tokenizer_model", help="Reuse this SentencePiece model instead of training one.",

@@ -1,4 +1,4 @@
-"""The text pipeline: read, clean, filter, exact-dedup, tokenize, write TFRecord shards.
+"""The text pipeline: read, clean, identify the language, filter, dedup, scrub PII, tokenize, write shards.
 
 Every input record is accounted for in ``DIR/stats.json``: written, or counted
 with its reason under ``filtered``, ``duplicates`` or ``dead_letter`` (broken
@@ -9,7 +9,7 @@ Local run (DirectRunner, pinned to the FnApiRunner so nothing is downloaded)::
 
     python -m beam_pipelines.text \\
         --input 'data/sample/**' --output_dir /tmp/beamtrain-out \\
-        --steps clean,filter,dedup,tokenize --vocab_size 8000
+        --steps clean,lang,filter,dedup,tokenize --vocab_size 8000
 
 Dataflow::
 
@@ -35,6 +35,7 @@ from transforms.dedup.exact import ExactDedup
 from transforms.dedup.near import NearDedup
 from transforms.read.corpus import ReadCorpus
 from transforms.text.clean import Clean
+from transforms.text.language import IdentifyLanguage
 from transforms.text.pii_step import ScrubPii
 from transforms.text.quality import QualityFilter
 from transforms.text.tokenize import Encode, LoadTokenizer, TrainTokenizer
@@ -56,6 +57,10 @@ def build_pipeline(p: beam.Pipeline, config: TextConfig) -> None:
         cleaned = records | "Clean" >> Clean(config.clean.stage())
         records = cleaned.records
         parts.add(cleaned[accounting.COUNTS], samples=cleaned[accounting.SAMPLES])
+    if "lang" in config.steps:
+        labelled = records | "Language" >> IdentifyLanguage(config.language)
+        records = labelled.records
+        parts.add(labelled[accounting.COUNTS], samples=labelled[accounting.SAMPLES])
     if "filter" in config.steps:
         kept = records | "Filter" >> QualityFilter(
             config.filter, config.license,

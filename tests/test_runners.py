@@ -66,6 +66,9 @@ def test_sdist_ships_every_module_the_pipelines_import(tmp_path):
     for pkg in PACKAGES:
         for path in glob.glob(os.path.join(ROOT, pkg, "*.py")):
             assert os.path.relpath(path, ROOT) in names
+    # data files the code reads at run time: remote workers install from this sdist
+    stop_lists = glob.glob(os.path.join(ROOT, "transforms", "text", "stopwords", "*.txt"))
+    assert stop_lists and all(os.path.relpath(p, ROOT) in names for p in stop_lists)
 
 
 # ---------------------------------------------------------------- translation

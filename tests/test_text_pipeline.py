@@ -53,7 +53,7 @@ def test_manifest_describes_the_shards(demo_run):
     assert sum(s["records"] for s in manifest["shards"]) == stats["records_out"]
     assert manifest["tokenizer"]["sha256"] == _sha256(out / "tokenizer" / "spm.model")
     assert {f["path"] for f in manifest["inputs"]} >= {p for g in demo.sample_inputs() for p in glob.glob(g)}
-    assert manifest["config"]["steps"] == ["clean", "filter", "dedup", "pii", "tokenize"]
+    assert manifest["config"]["steps"] == ["clean", "lang", "filter", "dedup", "pii", "tokenize"]
     assert manifest["code_version"]["apache_beam"]
 
 
@@ -164,7 +164,8 @@ def test_missing_input_is_an_error(tmp_path, capsys):
 
 
 def test_parse_steps_orders_and_defaults():
-    assert options.parse_steps(None) == ["clean", "filter", "dedup", "pii", "tokenize"]
+    assert options.parse_steps(None) == ["clean", "lang", "filter", "dedup", "pii", "tokenize"]
+    assert options.parse_steps("filter,lang,clean") == ["clean", "lang", "filter"]
     assert options.parse_steps("tokenize,clean") == ["clean", "tokenize"]
     with pytest.raises(options.OptionError):
         options.parse_steps("clean,clean")

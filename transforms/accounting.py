@@ -98,6 +98,7 @@ class Sample:
     source: str
     text: str
     thumbnail: str = ""
+    language: str = ""  # the lang step's label, where it ran
 
 
 def stable_hash64(value: str) -> int:
@@ -234,7 +235,8 @@ class CountingDoFn(beam.DoFn):
         text = record.get("text", "")
         bucket.append(Sample(kind=kind, reason=reason, id=str(record.get("id", "")),
                              source=str(record.get("source", "")),
-                             text=text if isinstance(text, str) else "", thumbnail=thumbnail))
+                             text=text if isinstance(text, str) else "", thumbnail=thumbnail,
+                             language=str(record.get("language") or "")))
 
     def count(self, kind: str, reason: str, n: int = 1, metric: bool = True) -> None:
         key = (kind, reason)

@@ -14,8 +14,8 @@ from typing import Any, Dict, Optional
 from beam_pipelines.report.charts import HISTOGRAMS, bar_chart, histogram_chart, timing_chart, waterfall_chart
 from beam_pipelines.report.load import Samples
 from beam_pipelines.report.markup import esc, figure_html, table
-from beam_pipelines.report.sections import (manifest_section, other_section, outputs_section, samples_section,
-                                            summary_section)
+from beam_pipelines.report.sections import (languages_section, manifest_section, other_section,
+                                            outputs_section, samples_section, summary_section)
 from beam_pipelines.report.stats import counts, identity_ok, pct, secs
 
 __all__ = ["render"]
@@ -112,6 +112,7 @@ def render(directory: str, stats: Dict[str, Any], manifest: Optional[Dict[str, A
                                       "rules, purple: duplicates, red: dead letter.")
                         + "</section>")
     sections.append(outputs_section(stats, manifest))
+    sections.append(languages_section(stats))
 
     figures = []
     hists = stats.get("histograms") if isinstance(stats.get("histograms"), dict) else {}

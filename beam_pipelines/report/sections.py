@@ -268,6 +268,25 @@ def samples_section(stats: Dict[str, Any], samples: Samples, dead: Samples, have
             + "".join(parts) + "</section>")
 
 
+def languages_section(stats: Dict[str, Any]) -> str:
+    """Documents per language (the lang step's labels): identified, written, kept share, tokens."""
+    languages = stats.get("languages")
+    if not isinstance(languages, dict) or not languages:
+        return ""
+    rows = []
+    for name, row in sorted(languages.items(),
+                            key=lambda kv: (-int(kv[1].get("records_in", 0)), kv[0])):
+        rows.append((f'<span class="mono">{esc(visible(name))}</span>',
+                     f"{int(row.get('records_in', 0)):,}", f"{int(row.get('records_out', 0)):,}",
+                     pct(int(row.get("records_out", 0)), int(row.get("records_in", 0))),
+                     f"{int(row.get('tokens', 0)):,}"))
+    return ('<section id="languages"><h2>Languages</h2><p>Documents per language as the '
+            "lang step labelled them (lid.176), the share of each written to the shards, "
+            "and their tokens.</p>"
+            + table(["language", "documents", "written", "kept share", "tokens"], rows,
+                    numeric=(1, 2, 3, 4)) + "</section>")
+
+
 def other_section(stats: Dict[str, Any]) -> str:
     parts = []
     for key, title in (("lines_removed", "Lines removed by line-level rules"),

@@ -28,7 +28,7 @@ import dataclasses
 import hashlib
 import re
 import struct
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -227,28 +227,55 @@ def word_hashes(normalized: bytes) -> np.ndarray:
         return (prefix[ends] - before) * inv[starts]
 
 
+# Character n-grams for a text in a script written without spaces, where the
+# whitespace "words" are whole sentences: 5 characters (about two or three
+# Chinese or Japanese words), as word shingles are 5 words.
+NO_SPACE_CHAR_NGRAM = 5
+
+
+def uses_characters(text: str, language: Optional[str] = None) -> bool:
+    """Whether ``text`` is shingled by characters: its language (the lang step's label) is
+    written without spaces, or, with no label, most of its letters are in such scripts."""
+    from transforms.text.lang import NO_SPACE_LANGUAGES, UNKNOWN, no_space_script_share
+
+    if language and language != UNKNOWN:
+        return language in NO_SPACE_LANGUAGES
+    return not text.isascii() and no_space_script_share(text) > 0.5
+
+
 class Shingler:
-    """Turns documents into shingle hashes (32-bit values in uint64 arrays)."""
+    """Turns documents into shingle hashes (32-bit values in uint64 arrays).
+
+    Word n-grams (``ngram``) unless ``char_ngram`` is set; a text in a script
+    written without spaces (:func:`uses_characters`) gets character n-grams of
+    :data:`NO_SPACE_CHAR_NGRAM` (or ``char_ngram``) whatever the config says.
+    """
 
     def __init__(self, config: MinHashConfig):
         self.config = config
 
-    def hashes(self, text: str) -> np.ndarray:
+    def hashes(self, text: str, language: Optional[str] = None) -> np.ndarray:
         c = self.config
+        char_ngram = c.char_ngram
+        if not char_ngram and not text.isascii() and uses_characters(text, language):
+            char_ngram = NO_SPACE_CHAR_NGRAM
         if c.hash == "sha1":
             return np.array([_sha1_hash32(s.encode("utf-8", "surrogatepass"))
-                             for s in shingle_strings(text, c.ngram, c.char_ngram)], dtype=np.uint64)
-        if c.char_ngram:
+                             for s in shingle_strings(text, c.ngram, char_ngram)], dtype=np.uint64)
+        if char_ngram:
             norm = " ".join(normalize_words(text))
             if not norm:
                 return np.zeros(0, dtype=np.uint64)
             points = np.frombuffer(norm.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-            return _combine(points.astype(np.uint64), c.char_ngram)
+            return _combine(points.astype(np.uint64), char_ngram)
         return _combine(word_hashes(normalized_bytes(text)), c.ngram)
 
-    def batch(self, texts: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
+    def batch(self, texts: Sequence[str],
+              languages: Optional[Sequence[Optional[str]]] = None) -> Tuple[np.ndarray, np.ndarray]:
         """All shingle hashes of ``texts`` concatenated, and the offsets of each document."""
-        parts = [self.hashes(t) for t in texts]
+        if languages is None:
+            languages = [None] * len(texts)
+        parts = [self.hashes(t, lang) for t, lang in zip(texts, languages)]
         offsets = np.zeros(len(parts) + 1, dtype=np.int64)
         np.cumsum([len(p) for p in parts], out=offsets[1:])
         flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)

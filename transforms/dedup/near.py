@@ -138,7 +138,8 @@ class _Signatures(accounting.CountingDoFn):
         import time
 
         start = time.perf_counter()
-        flat, offsets = self._shingler.batch([r["text"] for r in batch])
+        flat, offsets = self._shingler.batch([r["text"] for r in batch],
+                                             [r.get("language") for r in batch])
         sigs = minhash.signatures(flat, offsets, self._perms)
         self.time("minhash", time.perf_counter() - start, len(batch))
         for i, record in enumerate(batch):

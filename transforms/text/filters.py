@@ -100,13 +100,17 @@ Deviations from datatrove 0.10.1
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
 import re
 from collections import Counter
 from itertools import accumulate, compress, filterfalse
 from operator import itemgetter, ne
 from typing import Any
 
-__all__ = ["FilterConfig", "TextFilter", "REASONS", "LINE_REASONS"]
+from transforms.text.lang import NO_SPACE_CHARS, NO_SPACE_LANGUAGES, UNKNOWN, no_space_script_share
+
+__all__ = ["FilterConfig", "TextFilter", "REASONS", "LINE_REASONS", "stop_words_for"]
 
 # n of the Gopher n-gram rules; the reasons are fixed, so only these n are allowed.
 _TOP_NS = (2, 3, 4)
@@ -156,7 +160,51 @@ C4_POLICY_SUBSTRINGS: tuple[str, ...] = (
     "use of cookies",
     "use cookies",
 )
-_END_PUNCTUATION = (".", "?", "!", '"', "'")
+# C4's terminal marks, then other scripts' sentence ends (CJK full stops and
+# marks, Arabic and Urdu, Devanagari danda, Armenian, Ethiopic, Burmese) and
+# closing quotes, as a line may end with a quoted sentence in any language.
+_END_PUNCTUATION = (".", "?", "!", '"', "'",
+                    "。", "！", "？", "｡", "．", "؟", "۔", "।", "॥", "։", "።", "፧", "။",
+                    "”", "’", "“", "‘", "»", "«", "」", "』", "）")
+# A sentence end inside a line in scripts that put no space after it (。！？).
+_CJK_SENTENCE_END_RE = re.compile(r"[。！？｡][」』”’）)]*(?=\S)")
+# Tokens of text in a script written without spaces: each character of such a
+# script (with the combining marks after it) is a word; other runs as _WORD.
+_NS = NO_SPACE_CHARS
+_MARKS = "[\u0e31\u0e34-\u0e3a\u0e47-\u0e4e\u0eb1\u0eb4-\u0ebc\u0ec8-\u0ecd\u17b4-\u17d3" \
+         "\u102b-\u103e\u0f71-\u0f84\u3099\u309a]"
+_NS_WORD = rf"{_NS}{_MARKS}*|(?:(?!{_NS})\w)+(?:['’.](?:(?!{_NS})\w)+)*"
+# Japanese mixes three scripts: a run of kanji (a compound), of hiragana
+# (particles, endings) or of katakana (a loanword) is one word, which is how
+# simple segmenters (TinySegmenter's character classes) start.
+_KANJI, _HIRAGANA = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff", "\u3040-\u309f"
+_KATAKANA = "\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f"
+_JA_WORD = (rf"[{_KANJI}]+|[{_HIRAGANA}]+|[{_KATAKANA}]+|"
+            rf"(?:(?!{_NS})\w)+(?:['’.](?:(?!{_NS})\w)+)*")
+_WORD_KINDS = {
+    "chars": {"token": re.compile(_NS_WORD + r"|[^\w\s\x1c-\x1f]+"), "word": re.compile(_NS_WORD)},
+    "ja": {"token": re.compile(_JA_WORD + r"|[^\w\s\x1c-\x1f]+"), "word": re.compile(_JA_WORD)},
+}
+_KANA = re.compile(f"[{_HIRAGANA}{_KATAKANA}]")
+# Languages that write compounds with a hyphen between letters
+# ("Debian-Installer"): one word, as spaCy's German tokenizer keeps it.
+_HYPHEN_COMPOUNDS = frozenset({"de", "nl", "sv", "da", "no", "fi"})
+_HYPHEN_WORD = r"\w+(?:['’.\-]\w+)*"
+_WORD_KINDS["hyphen"] = {"token": re.compile(_HYPHEN_WORD + r"|[^\w\s\x1c-\x1f]+"),
+                         "word": re.compile(_HYPHEN_WORD)}
+_STOP_WORD_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stopwords")
+
+
+@functools.lru_cache(maxsize=None)
+def stop_words_for(language: str) -> tuple[str, ...] | None:
+    """The stop-word list of ``language`` (``stopwords/<language>.txt``), or None without one."""
+    if not (language.isascii() and language.isalpha() and language.islower()):
+        return None
+    path = os.path.join(_STOP_WORD_DIR, f"{language}.txt")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return tuple(w.strip() for w in f if w.strip() and not w.startswith("#"))
 _CITATION_RE = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 
 # Tokenisation shared by every word-level rule (see module docstring).
@@ -267,11 +315,17 @@ class FilterConfig:
     # C4's bad-word page rule (the "List of Dirty, Naughty, Obscene or Otherwise
     # Bad Words"); off unless words are given.  Whole words, case-insensitive.
     bad_words: tuple[str, ...] = ()
+    # Per-language overrides of the fields above, for documents the lang step
+    # labelled: {"de": {"min_words": 80}, ...}; stored as sorted (language,
+    # ((field, value), ...)) pairs.
+    by_language: tuple = ()
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in ("stop_words", "bad_words"):
+            if f.name == "by_language":
+                self._set_by_language(value)
+            elif f.name in ("stop_words", "bad_words"):
                 if isinstance(value, str) or not isinstance(value, (list, tuple)):
                     raise TypeError(f"{f.name} must be a sequence of strings, got {value!r}")
                 value = tuple(value)
@@ -291,6 +345,39 @@ class FilterConfig:
                     ok = isinstance(value, int) and not isinstance(value, bool)
                 if not ok:
                     raise TypeError(f"{f.name} must be a non-negative number or None, got {value!r}")
+
+    def _set_by_language(self, value: Any) -> None:
+        if isinstance(value, dict):
+            value = list(value.items())
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"by_language must map languages to field overrides, got {value!r}")
+        names = {f.name for f in dataclasses.fields(self)} - {"by_language"}
+        pairs = []
+        for item in value:
+            if not isinstance(item, (list, tuple)) or len(item) != 2:
+                raise TypeError(f"by_language: expected (language, overrides) pairs, got {item!r}")
+            language, overrides = item
+            if not (isinstance(language, str) and 2 <= len(language) <= 3 and language.isascii()
+                    and language.isalpha() and language.islower()):
+                raise ValueError(f"by_language: {language!r} is not a language label (e.g. 'de')")
+            overrides = dict(overrides)
+            unknown = sorted(set(overrides) - names)
+            if unknown:
+                raise ValueError(f"by_language[{language!r}]: unknown FilterConfig key(s): "
+                                 f"{', '.join(map(repr, unknown))}")
+            checked = dataclasses.replace(self, by_language=(), **overrides)  # validates them
+            pairs.append((language, tuple(sorted((k, getattr(checked, k)) for k in overrides))))
+        languages = [lang for lang, _ in pairs]
+        if len(set(languages)) != len(languages):
+            raise ValueError(f"by_language: a language is listed twice in {languages}")
+        object.__setattr__(self, "by_language", tuple(sorted(pairs)))
+
+    def overrides_for(self, language: str) -> dict[str, Any]:
+        """The fields ``by_language`` sets for ``language`` (empty when none)."""
+        for lang, overrides in self.by_language:
+            if lang == language:
+                return dict(overrides)
+        return {}
 
     def _set_n_grams(self, name: str, value: Any) -> None:
         allowed = _TOP_NS if name == "top_n_grams" else _DUP_NS
@@ -330,6 +417,9 @@ class FilterConfig:
             value = getattr(self, f.name)
             if f.name in ("top_n_grams", "dup_n_grams"):
                 value = [[n, frac] for n, frac in value]
+            elif f.name == "by_language":
+                value = {lang: {k: FilterConfig(**{k: v}).to_dict()[k] for k, v in overrides}
+                         for lang, overrides in value}
             elif isinstance(value, tuple):
                 value = list(value)
             out[f.name] = value
@@ -353,10 +443,20 @@ def _on(x: float | int | None) -> float | int | None:
 class TextFilter:
     """Callable quality filter; build once, call per document (thread-safe)."""
 
-    def __init__(self, config: FilterConfig = FilterConfig()):
+    def __init__(self, config: FilterConfig = FilterConfig(), *, language: str | None = None,
+                 words: str | None = None, stop_words_given: bool = False):
+        """``language``, ``words`` (how words are cut: ``"chars"`` or ``"ja"`` for scripts
+        written without spaces, ``"hyphen"`` for hyphenated compounds; default: the
+        regex of the module docstring) and ``stop_words_given`` (the config's
+        ``stop_words`` are that language's own) make the variant for one language
+        (see :meth:`__call__`)."""
         if not isinstance(config, FilterConfig):
             raise TypeError(f"config must be a FilterConfig, got {type(config).__name__}")
         c = self.config = config
+        self._language = language
+        self._words = _WORD_KINDS[words] if words else None
+        self._no_space = words in ("chars", "ja")
+        self._variants: dict = {}
         self._c4 = c.c4
         self._rep = c.gopher_repetition
         self._qual = c.gopher_quality
@@ -393,6 +493,17 @@ class TextFilter:
         self._min_alpha = _on(c.max_non_alpha_words_ratio)
         self._min_stop = _on(c.min_stop_words)
         self._stop = frozenset(c.stop_words)
+        if language is None and self._no_space:
+            self._min_stop = None  # no label, no list: English words never occur in these scripts
+        elif language is not None and language != "en" and not stop_words_given:
+            own = stop_words_for(language)
+            if own is None:
+                self._min_stop = None  # no list for this language: the rule is skipped
+            else:
+                self._stop = frozenset(own)
+        if self._no_space:  # a character "word" is one character long: mean length says nothing
+            self._min_mean = self._max_mean = None
+            self._max_word_len = 0
 
         self._min_chars = c.min_chars if c.min_chars > 0 else 0
         self._max_chars = c.max_chars if c.max_chars > 0 else 0
@@ -436,7 +547,8 @@ class TextFilter:
             if terminal and (not line.endswith(_END_PUNCTUATION) or line.endswith("...")):
                 n_punct += 1
                 continue
-            if min_wl and len(line.split(None, min_wl - 1)) < min_wl:
+            if min_wl and (len(self._words["word"].findall(line)) if self._no_space
+                           else len(line.split(None, min_wl - 1))) < min_wl:
                 n_few += 1
                 continue
             if chk_content:
@@ -472,7 +584,10 @@ class TextFilter:
         if self._min_sentences:
             n_lines = len(kept) - kept.count("")
             if n_lines < self._min_sentences:
-                if n_lines + len(_SENTENCE_END_RE.findall(out)) < self._min_sentences:
+                ends = len(_SENTENCE_END_RE.findall(out))
+                if not out.isascii():
+                    ends += len(_CJK_SENTENCE_END_RE.findall(out))
+                if n_lines + ends < self._min_sentences:
                     return out, "c4_min_sentences"
         if not out and c.c4_drop_empty:
             return out, "c4_empty"
@@ -480,21 +595,61 @@ class TextFilter:
             return out, "c4_bad_words"
         return out, None
 
+    # ------------------------------------------------------------ languages
+    def _variant(self, language: str | None, text: str) -> "TextFilter":
+        """The filter for ``language``: its overrides, its stop words, its kind of words."""
+        if language is None or language == UNKNOWN:
+            # no label: a text mostly in a script written without spaces still
+            # gets character words
+            if text.isascii() or no_space_script_share(text) <= 0.5:
+                return self
+            key: tuple = (None, "ja" if _KANA.search(text) else "chars")
+        else:
+            key = (language, "ja" if language == "ja" else
+                   "chars" if language in NO_SPACE_LANGUAGES else
+                   "hyphen" if language in _HYPHEN_COMPOUNDS else None)
+        variant = self._variants.get(key)
+        if variant is None:
+            overrides = self.config.overrides_for(language) if language else {}
+            config = dataclasses.replace(self.config, by_language=(), **overrides)
+            variant = self._variants.setdefault(key, TextFilter(
+                config, language=language, words=key[1],
+                stop_words_given="stop_words" in overrides))
+        return variant
+
     # ------------------------------------------------------------ filtering
-    def __call__(self, text: str, line_counts: dict | None = None) -> tuple[str, str | None]:
+    def __call__(self, text: str, line_counts: dict | None = None,
+                 language: str | None = None) -> tuple[str, str | None]:
         """Return ``(text_after_line_rules, reason)``; ``reason`` is None to keep.
 
         ``line_counts`` (optional) receives, per :data:`LINE_REASONS` key, the
         number of lines the C4 line rules removed (lines examined before a
         page-dropping rule fired included).
+
+        ``language`` (the lang step's label) selects the rules for that
+        language: ``by_language`` overrides, the language's stop-word list
+        (the rule is skipped for a language without one; English keeps
+        ``stop_words``), and, for scripts written without spaces, character
+        words (:data:`transforms.text.lang.NO_SPACE_LANGUAGES`): every
+        word-based rule counts each character of those scripts as a word, the
+        mean-word-length rule and C4's long-word rule are skipped, and C4's
+        words-per-line rule counts those words. Without a label, a text mostly
+        in such a script gets the same character words.
         """
+        if language is not None or not text.isascii():
+            variant = self._variant(language, text)
+            if variant is not self:
+                return variant._apply(text, line_counts)
+        return self._apply(text, line_counts)
+
+    def _apply(self, text: str, line_counts: dict | None) -> tuple[str, str | None]:
         if self._c4:
             text, reason = self._c4_lines(text, line_counts)
             if reason is not None:
                 return text, reason
 
         n_chars = len(text)
-        res = _ASCII_RES if text.isascii() else _UNICODE_RES
+        res = self._words or (_ASCII_RES if text.isascii() else _UNICODE_RES)
         tokens = None
         first_seen = None  # token -> index of first occurrence
 

@@ -6,7 +6,8 @@ In order: :class:`transforms.text.content.LicenseFilter` (on the record's
 document is counted under ``filtered.<reason>``; documents the licence rule
 lets through are counted under ``license.<family>`` (or ``license.missing``); lines removed by the C4 line rules
 under ``lines_removed.<reason>`` (informational: a document that loses lines
-is still one record).
+is still one record). A record the ``lang`` step labelled gets its language's
+rules (:meth:`transforms.text.filters.TextFilter.__call__`).
 
 The rules are pure cores that import no Beam (:mod:`transforms.text.content`,
 :mod:`transforms.text.filters`); this module is only their Beam wrapper (the
@@ -67,7 +68,7 @@ class _FilterDoFn(accounting.CountingDoFn):
                 self.sample(FILTERED, reason, record)
                 return None
         line_counts: dict = {}
-        text, reason = self._filter(record["text"], line_counts)
+        text, reason = self._filter(record["text"], line_counts, language=record.get("language"))
         for line_reason, n in line_counts.items():
             if n:
                 self.count(LINES_REMOVED, line_reason, n)

@@ -23,8 +23,9 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import io
+import re
 from collections import Counter
-from typing import Iterable, List, Tuple
+from typing import Iterable, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -51,7 +52,9 @@ class TokenizerError(ValueError):
 class TokenizerConfig:
     vocab_size: int = 8000
     model_type: str = "unigram"
-    character_coverage: float = 0.9995
+    # None: follow the language mix (coverage_for): 0.9995 for a sample rich in
+    # Chinese, Japanese or Korean characters, as SentencePiece recommends, else 1.0
+    character_coverage: Optional[float] = None
     sample_docs: int = 20000
     max_chars_per_doc: int = 5000  # bounds the sample's memory: sample_docs x this
     max_sentence_length: int = 16384
@@ -85,6 +88,8 @@ def train_sentencepiece(docs: List[str], config: TokenizerConfig) -> bytes:
     if not any(d.strip() for d in docs):
         raise TokenizerError("cannot train a tokenizer: no text survived the earlier steps")
     sentences = list(_sentences(docs, config.max_sentence_length))
+    if config.character_coverage is None:
+        config = dataclasses.replace(config, character_coverage=coverage_for(sentences))
     sentences = fit_characters(sentences, config)
     buf = io.BytesIO()
     try:
@@ -94,6 +99,24 @@ def train_sentencepiece(docs: List[str], config: TokenizerConfig) -> bytes:
             f"SentencePiece could not train a {config.model_type} model with vocab_size="
             f"{config.vocab_size}: {str(e).strip().splitlines()[-1][:300]}") from e
     return buf.getvalue()
+
+
+# Scripts with thousands of characters in use: Han, kana, Hangul syllables.
+_RICH_SCRIPTS = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+                           "\uac00-\ud7af\U00020000-\U0002fa1f]")
+RICH_SHARE = 0.2  # from this share of rich-script characters, the sample is "CJK-heavy"
+
+
+def coverage_for(sentences: List[str]) -> float:
+    """SentencePiece's ``character_coverage`` for this sample: 0.9995 when at least
+    :data:`RICH_SHARE` of its non-space characters are Chinese, Japanese or Korean (the
+    value SentencePiece recommends for rich character sets), else 1.0 (every character)."""
+    rich = total = 0
+    for line in sentences:
+        total += len(line) - line.count(" ")
+        if not line.isascii():
+            rich += len(_RICH_SCRIPTS.findall(line))
+    return 0.9995 if total and rich / total >= RICH_SHARE else 1.0
 
 
 def fit_characters(sentences: List[str], config: TokenizerConfig) -> List[str]:

@@ -146,6 +146,16 @@ def build_stats(counts: Dict[Tuple[str, str], int]) -> Dict[str, Any]:
                                     "tokens": sum(tokens.get(n, 0) for n in rest),
                                     "sources": len(rest)}
         stats["sources"] = table
+    identified = by_kind.get("languages", {})
+    if identified:
+        written = by_kind.get(writers.LANGUAGE_RECORDS, {})
+        tokens = by_kind.get(writers.LANGUAGE_TOKENS, {})
+        stats["languages"] = {
+            lang: {"records_in": identified.get(lang, 0), "records_out": written.get(lang, 0),
+                   "kept_share": round(written.get(lang, 0) / identified[lang], 4)
+                   if identified.get(lang) else 0.0,
+                   "tokens": tokens.get(lang, 0)}
+            for lang in sorted(set(identified) | set(written))}
     for kind in sorted({k for k, _ in counts if k.startswith("hist.")}):
         hist = _histogram(counts, kind)
         if hist is not None:

@@ -50,6 +50,8 @@ HIST_TOKENS = "hist.tokens_per_doc"
 HIST_CHARS = "hist.chars_per_doc"
 PROVENANCE = ("url", "license")
 SOURCE_RECORDS, SOURCE_TOKENS = "source_records", "source_tokens"
+# written records and tokens per language (the lang step's label), stats.json "languages"
+LANGUAGE_RECORDS, LANGUAGE_TOKENS = "language_records", "language_tokens"
 DUPLICATE_IDS = "duplicate_ids"
 
 
@@ -288,6 +290,10 @@ class _ToExample(accounting.CountingDoFn):
             value = meta.get(name)
             if isinstance(value, str) and value:
                 features[name] = value
+        language = record.get("language")
+        if isinstance(language, str) and language:  # the lang step ran
+            features["language"] = language
+            features["language_score"] = [float(record.get("language_score", 0.0))]
         if "input_ids" in record:
             features["input_ids"] = record["input_ids"]
             self.count(HIST_TOKENS, str(histogram_bucket(len(record["input_ids"]))), metric=False)
@@ -300,7 +306,7 @@ class _ToExample(accounting.CountingDoFn):
         self.sample("kept", split, record)
         n_tokens = len(record.get("input_ids", ()))
         yield (split, rid, example, n_tokens, len(record["text"].encode("utf-8")),
-               (source, record.get("position", 0)))
+               (source, record.get("position", 0)), language or "")
 
 
 class EncodeExamples(beam.PTransform):
@@ -375,6 +381,10 @@ class _WriteShard(accounting.CountingDoFn):
                     self.count(SOURCE_RECORDS, example[5][0], metric=False)
                     if n_tokens:
                         self.count(SOURCE_TOKENS, example[5][0], n_tokens, metric=False)
+                if len(example) > 6 and example[6]:
+                    self.count(LANGUAGE_RECORDS, example[6], metric=False)
+                    if n_tokens:
+                        self.count(LANGUAGE_TOKENS, example[6], n_tokens, metric=False)
                 written += 1
                 frame = tfrecord_frame(data)
                 f.write(frame)

@@ -82,6 +82,8 @@ def sample_line(sample: Sample) -> str:
              "source": sample.source, "excerpt": scrubbed_excerpt(sample.text)}
     if sample.thumbnail:
         entry["thumbnail"] = sample.thumbnail
+    if sample.language:
+        entry["language"] = sample.language
     return json.dumps(entry, ensure_ascii=False)
 
 

@@ -65,7 +65,7 @@ DATASET_INFO, FEATURES = "dataset_info.json", "features.json"
 
 # Example key -> (wire kind, feature): the output contract of writers.py / image_steps.py
 TEXT_KEYS = {"id": "bytes", "source": "bytes", "input_ids": "int64", "text": "bytes",
-             "url": "bytes", "license": "bytes"}
+             "url": "bytes", "license": "bytes", "language": "bytes", "language_score": "float"}
 # Written only where the input has them: in the contract, but not TFDS features
 # (TFDS would fail on the records without them); tf.io.parse_example reads them
 # with a default.
@@ -223,6 +223,9 @@ def build_features(keys: Sequence[str], image_shape=(None, None, 3),
         "id": lambda: F.Text(doc="record id"),
         "source": lambda: F.Text(doc="input file the record came from"),
         "text": lambda: F.Text(doc="document text"),
+        "language": lambda: F.Text(doc="lid.176 label of the lang step (ISO 639-1 where one exists)"),
+        "language_score": lambda: F.Tensor(shape=(), dtype=np.float32,
+                                           doc="lid.176's probability of the label"),
         "input_ids": lambda: F.Tensor(shape=(None,), dtype=np.int64, doc="SentencePiece ids"),
         "image/encoded": lambda: F.Image(shape=tuple(image_shape), encoding_format="jpeg",
                                          doc="RGB JPEG"),

@@ -1,0 +1,140 @@
+"""Held-out multilingual measurement: language ID accuracy, kept share per language, lang step cost.
+
+    python -m benchmarks.languages [--root /usr/share/debian-reference] [--min_chars 400]
+
+The corpus is not in the repository: the Debian Reference (Osamu Aoki et
+al., GPL-2+), one technical manual translated into en, de, fr, es, it, pt,
+id, ja and zh (Debian packages ``debian-reference-<lang>``; ``make
+bench-languages`` installs them with apt-get where it can). Every section of
+every chapter is one document: its ``<p>`` paragraphs (no code listings, no
+tables), at least ``--min_chars`` characters, so each language holds the same
+content. Reported per language: documents, language-ID accuracy (lid.176's
+label equals the translation's language), the share kept by clean + lang +
+filter with every language allowed, that share over English's, and the share
+``--languages en`` keeps (every other document counted under
+``filtered.language``). Last, the seconds of the lang step against clean +
+filter on the whole corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import html
+import os
+import re
+import sys
+import time
+from typing import Dict, List, Tuple
+
+LANGUAGES = {"en": "en", "de": "de", "fr": "fr", "es": "es", "it": "it", "pt": "pt", "id": "id",
+             "ja": "ja", "zh-cn": "zh"}  # file suffix -> lid.176 label
+_SECTION = re.compile(r"<h[1-4][^>]*>", re.I)
+_PARAGRAPH = re.compile(r"<p>(.*?)</p>", re.S | re.I)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def _sections(path: str) -> List[List[str]]:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        page = f.read()
+    return [[" ".join(html.unescape(_TAG.sub("", p)).split()) for p in _PARAGRAPH.findall(section)]
+            for section in _SECTION.split(page)]
+
+
+def documents(root: str, min_chars: int) -> Dict[str, List[str]]:
+    """{label: [section text, ...]} from the manual's HTML chapters.
+
+    A paragraph found verbatim in the English original is left out of the
+    translations (an untranslated paragraph is English, whatever its file).
+    """
+    english = {p for path in glob.glob(os.path.join(root, "ch*.en.html"))
+               for section in _sections(path) for p in section}
+    out: Dict[str, List[str]] = {}
+    for suffix, label in LANGUAGES.items():
+        docs = []
+        for path in sorted(glob.glob(os.path.join(root, f"ch*.{suffix}.html"))):
+            for paragraphs in _sections(path):
+                text = "\n\n".join(p for p in paragraphs
+                                     if p and (label == "en" or p not in english))
+                if len(text) >= min_chars:
+                    docs.append(text)
+        if docs:
+            out[label] = docs
+    return out
+
+
+def jsonl_documents(path: str, min_chars: int) -> Dict[str, List[str]]:
+    """{language: [text, ...]} from JSON lines with ``text`` and ``language`` (the truth)."""
+    import json
+
+    out: Dict[str, List[str]] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            if len(row["text"]) >= min_chars:
+                out.setdefault(row["language"], []).append(row["text"])
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--root", default="/usr/share/debian-reference")
+    parser.add_argument("--jsonl", help="measure on these JSON lines (text, language) instead")
+    parser.add_argument("--min_chars", type=int, default=400)
+    args = parser.parse_args(argv)
+    if args.jsonl:
+        corpus = jsonl_documents(args.jsonl, args.min_chars)
+        args.root = args.jsonl
+    else:
+        corpus = documents(args.root, args.min_chars)
+    if not corpus:
+        print(f"# languages: skipped (no Debian Reference under {args.root}; "
+              "apt-get install debian-reference-{en,de,fr,es,it,pt,id,ja,zh-cn})")
+        return 0
+    from transforms.text.clean import clean_text
+    from transforms.text.filters import TextFilter
+    from transforms.text.lang import LanguageIdentifier
+
+    identify, text_filter = LanguageIdentifier(), TextFilter()
+    seconds = collections.Counter()
+    rows: Dict[str, Tuple[int, int, int, int, collections.Counter]] = {}
+    for label, docs in corpus.items():
+        correct = kept = kept_en_only = 0
+        reasons: collections.Counter = collections.Counter()
+        for raw in docs:
+            t0 = time.perf_counter()
+            text = clean_text(raw)
+            t1 = time.perf_counter()
+            language, score = identify(text)
+            t2 = time.perf_counter()
+            _, reason = text_filter(text, language=language)
+            t3 = time.perf_counter()
+            seconds["clean+filter"] += (t1 - t0) + (t3 - t2)
+            seconds["lang"] += t2 - t1
+            correct += language == label
+            if score < 0.65:
+                reason = "language_score"
+            if reason is None:
+                kept += 1
+                kept_en_only += language == "en"
+            else:
+                reasons[reason] += 1
+        rows[label] = (len(docs), correct, kept, kept_en_only, reasons)
+    english = rows.get("en", (1, 0, 1, 0, None))
+    en_share = english[2] / english[0]
+    print(f"# {args.root}: documents of {args.min_chars}+ characters")
+    print(f"{'lang':>5} {'docs':>5} {'lid acc':>7} {'kept':>6} {'vs en':>6} {'kept, --languages en':>21}"
+          "  top reasons dropped")
+    for label, (n, correct, kept, kept_en, reasons) in rows.items():
+        top = ", ".join(f"{r} {c}" for r, c in reasons.most_common(3))
+        print(f"{label:>5} {n:5d} {correct / n:7.3f} {kept / n:6.2f} {kept / n / en_share:6.2f} "
+              f"{kept_en / n:21.2f}  {top}")
+    total = seconds["clean+filter"] or 1.0
+    print(f"lang step {seconds['lang']:.2f} s against clean+filter {total:.2f} s: "
+          f"+{seconds['lang'] / total * 100:.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

