@@ -47,7 +47,14 @@ test: $(STAMP)
 flink-jar: $(STAMP)
 	$(PY) -m beam_pipelines.flink --fetch
 
+# The held-out multilingual measurement reads the Debian Reference in nine
+# languages (not in the repository): installed with apt-get where it can be.
+DEBIAN_REFERENCE := $(foreach l,en de fr es it pt id ja zh-cn,debian-reference-$(l))
+
 bench: $(BENCH_STAMP)
+	@if [ ! -d /usr/share/debian-reference ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(DEBIAN_REFERENCE) >/dev/null \
+		|| echo "# debian-reference not installed: the languages benchmark will be skipped"; fi
 	$(PY) -m benchmarks.run
 
 clean:

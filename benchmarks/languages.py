@@ -45,8 +45,10 @@ def _sections(path: str) -> List[List[str]]:
 def documents(root: str, min_chars: int) -> Dict[str, List[str]]:
     """{label: [section text, ...]} from the manual's HTML chapters.
 
-    A paragraph found verbatim in the English original is left out of the
-    translations (an untranslated paragraph is English, whatever its file).
+    A translated section with any paragraph found verbatim in the English
+    original is left out (an untranslated paragraph is English, whatever its
+    file, and leaving out only it would make the section shorter than its
+    original).
     """
     english = {p for path in glob.glob(os.path.join(root, "ch*.en.html"))
                for section in _sections(path) for p in section}
@@ -55,8 +57,9 @@ def documents(root: str, min_chars: int) -> Dict[str, List[str]]:
         docs = []
         for path in sorted(glob.glob(os.path.join(root, f"ch*.{suffix}.html"))):
             for paragraphs in _sections(path):
-                text = "\n\n".join(p for p in paragraphs
-                                     if p and (label == "en" or p not in english))
+                if label != "en" and any(p in english for p in paragraphs if p):
+                    continue  # not (wholly) translated: neither its language nor its length
+                text = "\n\n".join(p for p in paragraphs if p)
                 if len(text) >= min_chars:
                     docs.append(text)
         if docs:

@@ -47,6 +47,10 @@ def main(argv=None) -> None:
 
     hostile.main(["--scale", "0.25" if args.quick else "1"])
     print()
+    from benchmarks import languages
+
+    languages.main([])  # held-out: the Debian Reference in nine languages (skipped without it)
+
     from benchmarks import scaling
 
     scaling.main(["--sizes", "3,10" if args.quick else "30,100,300,1000"])

@@ -187,8 +187,10 @@ _WORD_KINDS = {
 }
 _KANA = re.compile(f"[{_HIRAGANA}{_KATAKANA}]")
 # Languages that write compounds with a hyphen between letters
-# ("Debian-Installer"): one word, as spaCy's German tokenizer keeps it.
-_HYPHEN_COMPOUNDS = frozenset({"de", "nl", "sv", "da", "no", "fi"})
+# ("Debian-Installer"): one word, as spaCy's German tokenizer keeps it; and
+# Indonesian and Malay, whose plural repeats the word with a hyphen
+# ("paket-paket"), one word.
+_HYPHEN_COMPOUNDS = frozenset({"de", "nl", "sv", "da", "no", "fi", "id", "ms"})
 _HYPHEN_WORD = r"\w+(?:['’.\-]\w+)*"
 _WORD_KINDS["hyphen"] = {"token": re.compile(_HYPHEN_WORD + r"|[^\w\s\x1c-\x1f]+"),
                          "word": re.compile(_HYPHEN_WORD)}
