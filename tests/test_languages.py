@@ -50,7 +50,7 @@ def test_text_without_letters_is_unknown_and_long_text_is_read_in_windows(identi
     german = ("Der Installer fragt nach der Sprache, dem Land und der Tastatur. " * 80).strip()
     english = "This page was translated from the English original by volunteers. " * 5
     language, score = identify(english + "\n" + german)  # 5 kB: start, middle and end windows
-    assert language == "de" and score > 0.9
+    assert language == "de" and score >= 0.65
 
 
 def test_every_language_keeps_at_least_four_fifths_of_englishs_share(docs, identify):
