@@ -291,6 +291,22 @@ def test_main_writes_the_report_and_fails_cleanly_without_stats(image_run, tmp_p
     assert "no readable stats.json" in capsys.readouterr().err
 
 
+def test_languages_are_shown_with_their_kept_share(text_run, tmp_path):
+    _, text_out = text_run
+    out = tmp_path / "run"
+    shutil.copytree(text_out, out)
+    stats = json.loads((out / "stats.json").read_text())
+    stats["languages"] = {"en": {"records_in": 200, "records_out": 150, "kept_share": 0.75,
+                                 "tokens": 91234},
+                          "de": {"records_in": 40, "records_out": 10, "kept_share": 0.25,
+                                 "tokens": 4321}}
+    (out / "stats.json").write_text(json.dumps(stats))
+    page = open(report.build_report(str(out)), encoding="utf-8").read()
+    assert '<section id="languages">' in page and "91,234" in page
+    assert "Kept per language (written / identified)" in page
+    assert re.search(r'>en</span> 75\.0%.*>de</span> 25\.0%', page)
+
+
 def test_broken_identity_is_reported(image_run, tmp_path):
     _, image_out = image_run
     out = tmp_path / "run"

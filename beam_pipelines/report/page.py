@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional
 from beam_pipelines.report.charts import HISTOGRAMS, bar_chart, histogram_chart, timing_chart, waterfall_chart
 from beam_pipelines.report.load import Samples
 from beam_pipelines.report.markup import esc, figure_html, table
-from beam_pipelines.report.sections import (languages_section, manifest_section, other_section,
+from beam_pipelines.report.sections import (kept_by_language, languages_section, manifest_section, other_section,
                                             outputs_section, samples_section, summary_section)
 from beam_pipelines.report.stats import counts, identity_ok, pct, secs
 
@@ -110,7 +110,7 @@ def render(directory: str, stats: Dict[str, Any], manifest: Optional[Dict[str, A
                         + figure_html(waterfall, "waterfall from records in to records out",
                                       "Each bar removes the records of one reason; orange: filter "
                                       "rules, purple: duplicates, red: dead letter.")
-                        + "</section>")
+                        + kept_by_language(stats) + "</section>")
     sections.append(outputs_section(stats, manifest))
     sections.append(languages_section(stats))
 

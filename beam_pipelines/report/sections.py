@@ -268,6 +268,19 @@ def samples_section(stats: Dict[str, Any], samples: Samples, dead: Samples, have
             + "".join(parts) + "</section>")
 
 
+def kept_by_language(stats: Dict[str, Any], top: int = 12) -> str:
+    """One line under the waterfall: the share of each language's documents written."""
+    languages = stats.get("languages")
+    if not isinstance(languages, dict) or not languages:
+        return ""
+    ranked = sorted(languages.items(), key=lambda kv: (-int(kv[1].get("records_in", 0)), kv[0]))
+    parts = [f'<span class="mono">{esc(visible(name))}</span> '
+             f"{pct(int(row.get('records_out', 0)), int(row.get('records_in', 0)))}"
+             for name, row in ranked[:top]]
+    more = f" (and {len(ranked) - top} more languages)" if len(ranked) > top else ""
+    return "<p>Kept per language (written / identified): " + ", ".join(parts) + more + ".</p>"
+
+
 def languages_section(stats: Dict[str, Any]) -> str:
     """Documents per language (the lang step's labels): identified, written, kept share, tokens."""
     languages = stats.get("languages")
