@@ -62,6 +62,20 @@ shortcuts (a rule whose trigger substring is absent is skipped; duplicate
 n-gram coverage never grows with n, so the longer n-gram rules are skipped
 once the coverage is under all of their thresholds).
 
+Languages
+---------
+``TextFilter(text, language=...)`` takes the ``lang`` step's label and
+applies that language's rules (:meth:`TextFilter.__call__`): the language's
+stop-word list (``stopwords/<language>.txt``; the rule is skipped without
+one), ``by_language`` overrides, words cut as the script needs (a character
+of Chinese, Thai, Lao, Khmer, Burmese or Tibetan is a word; a run of kanji,
+hiragana or katakana is a Japanese word; hyphenated compounds are one word in
+de, nl, sv, da, no, fi, id and ms), with the mean-word-length and C4
+long-word rules skipped for scripts without spaces. C4's terminal marks and
+sentence count know the sentence ends of other scripts (。！？ ؟ । ...). Without a
+label the English rules apply, except that a text mostly in a script without
+spaces gets its character words and no stop-word rule.
+
 Words
 -----
 One regex tokenisation per document (``_TOKEN_RE``), standing in for
