@@ -36,7 +36,7 @@ from typing import ContextManager, Iterator, Optional
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 __all__ = ["LOCAL_RUNNER_NAMES", "PARALLEL_INPUT_BYTES", "flag_given", "local_defaults", "local_runner",
-           "prepare_options", "runner_for", "spill_to"]
+           "prepare_options", "runner_for", "spill_to", "filesystem_type"]
 
 LOCAL_RUNNER_NAMES = (None, "", "DirectRunner", "SwitchingDirectRunner", "FnApiRunner")
 # Inputs from this size up run on every core by default.
@@ -126,13 +126,43 @@ def spill_root(options: PipelineOptions, input_bytes: int, local: bool) -> Optio
     return getattr(flags, "spill_dir", None) or tempfile.gettempdir()
 
 
+def filesystem_type(path: str, mounts: str = "/proc/mounts") -> Optional[str]:
+    """The type of the filesystem ``path`` is on (``ext4``, ``tmpfs``...), from the
+    longest matching mount point in ``mounts``; None where that cannot be read."""
+    try:
+        with open(mounts, encoding="utf-8", errors="replace") as f:
+            entries = [line.split() for line in f]
+    except OSError:
+        return None
+    path = os.path.realpath(path)
+    best, kind = "", None
+    for entry in entries:
+        if len(entry) < 3:
+            continue
+        point = entry[1].replace("\\040", " ")
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > len(best):
+            best, kind = point, entry[2]
+    return kind
+
+
 @contextlib.contextmanager
 def spill_to(root: str) -> Iterator[str]:
-    """A fresh spill directory under ``root`` for the run inside; removed afterwards."""
+    """A fresh spill directory under ``root`` for the run inside; removed afterwards.
+
+    A root in memory (tmpfs, ramfs) would hold the spilled records in RAM
+    again: the run says so once, and goes on.
+    """
+    import logging
+
     from transforms import packing
 
     os.makedirs(root, exist_ok=True)
     directory = tempfile.mkdtemp(prefix="beamtrain-spill-", dir=root)
+    if filesystem_type(directory) in ("tmpfs", "ramfs"):
+        logging.getLogger(__name__).warning(
+            "the spill folder %s is in memory (%s): records that wait in shuffles will use RAM; "
+            "pass --spill_dir on a disk", directory, filesystem_type(directory))
     previous = os.environ.get(packing.SPILL_ENV)
     os.environ[packing.SPILL_ENV] = directory
     try:

@@ -381,3 +381,26 @@ def test_worker_processes_read_each_others_spills(tmp_path):
     assert (multi["records_out"], multi["duplicates"]) == (single["records_out"], single["duplicates"])
     assert _shard_hashes(tmp_path / "one") == _shard_hashes(tmp_path / "two")
     assert os.listdir(tmp_path / "spill") == []
+
+
+def test_a_spill_folder_in_memory_is_named_in_a_warning(tmp_path, monkeypatch, caplog):
+    from beam_pipelines import runner
+
+    mounts = tmp_path / "mounts"
+    mounts.write_text("/dev/vda / ext4 rw 0 0\n"
+                      f"tmpfs {tmp_path}/ram tmpfs rw 0 0\n"
+                      f"/dev/vdb {tmp_path}/ram/disk ext4 rw 0 0\n")
+    assert runner.filesystem_type(str(tmp_path / "ram" / "x"), str(mounts)) == "tmpfs"
+    assert runner.filesystem_type(str(tmp_path / "ram" / "disk" / "x"), str(mounts)) == "ext4"
+    assert runner.filesystem_type(str(tmp_path / "ramble"), str(mounts)) == "ext4"
+    assert runner.filesystem_type("/x", str(tmp_path / "missing")) is None
+    real = runner.filesystem_type
+    monkeypatch.setattr(runner, "filesystem_type", lambda path: real(path, str(mounts)))
+    (tmp_path / "ram").mkdir()
+    with caplog.at_level("WARNING"):
+        with runner.spill_to(str(tmp_path / "ram")):
+            pass
+        with runner.spill_to(str(tmp_path / "disk")):
+            pass
+    warned = [r.getMessage() for r in caplog.records if "spill folder" in r.getMessage()]
+    assert len(warned) == 1 and "tmpfs" in warned[0] and "--spill_dir" in warned[0]
