@@ -136,7 +136,10 @@ def band_partition(key: Any, partitions: int) -> int:
 
 
 class _PackBandsFn(beam.DoFn):
-    """``(band key, node)`` -> ``(partition, packed list of (band key, handle))``, up to ``flush_at`` each."""
+    """``(band key, node)`` -> ``(partition, packed list of (band key, handle))``, up to ``flush_at`` each;
+
+    spilled on a local run, so the packs wait for their partition on disk.
+    """
 
     def __init__(self, partitions: int, flush_at: int = 64):
         super().__init__()
@@ -153,11 +156,12 @@ class _PackBandsFn(beam.DoFn):
         pending.append((key, node_handle(node)))
         if len(pending) >= self._flush_at:
             del self._pending[part]
-            yield part, pack(pending, compress=False)
+            yield part, pack(pending, compress=False, spill=True)
 
     def finish_bundle(self):
         for part in sorted(self._pending):
-            yield GlobalWindows.windowed_value((part, pack(self._pending[part], compress=False)))
+            yield GlobalWindows.windowed_value(
+                (part, pack(self._pending[part], compress=False, spill=True)))
         self._pending = {}
 
 
