@@ -469,7 +469,6 @@ class TextFilter:
         if not isinstance(config, FilterConfig):
             raise TypeError(f"config must be a FilterConfig, got {type(config).__name__}")
         c = self.config = config
-        self._language = language
         self._words = _WORD_KINDS[words] if words else None
         self._no_space = words in ("chars", "ja")
         self._variants: dict = {}
