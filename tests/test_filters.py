@@ -657,3 +657,25 @@ def test_word_and_alpha_counts_match_their_regex_definitions(text):
     assert words == res["word"].findall(text)
     # the production count, against the regex that defines it
     assert filters.alpha_word_count(words) == len(res["alpha"].findall(text))
+
+
+@pytest.mark.parametrize("line, kept", [
+    ("The sentence ends here.", True),
+    ("(See the manual for the whole list.)", True),
+    ('He said "stop here."', True),
+    ("[Is it finished?]", True),
+    ("Das ist alles.«", True),
+    ("それで終わりです。」", True),
+    ("(see the manual for the whole list)", False),
+    ("and then it trails off...)", False),
+    ("the list goes on:", False),
+])
+def test_c4_terminal_mark_inside_closing_brackets_ends_a_line(line, kept):
+    # Unicode's sentence rules (UAX #29): a terminator followed by closing
+    # brackets or quotes ends the sentence; a bracket alone does not.
+    doc = "\n".join([line] + ["This is one more full sentence of plain words."] * 5)
+    counts: dict = {}
+    out, _ = TextFilter(FilterConfig(gopher_quality=False, gopher_repetition=False,
+                                     c4_min_words_per_line=0))(doc, counts)
+    assert (line in out.splitlines()) is kept
+    assert counts["c4_line_no_terminal_punct"] == (0 if kept else 1)

@@ -94,6 +94,9 @@ Deviations from datatrove 0.10.1
   abbreviations) plus one per non-empty kept line, instead of spaCy's
   sentencizer; it is only consulted when fewer kept lines than
   ``c4_min_sentences`` remain.
+* C4 terminal punctuation: besides C4's marks and closing quotes, the sentence
+  ends of other scripts (。！？ ؟ । ...), and a mark followed by closing
+  brackets (``(See below.)``), as Unicode's sentence rules (UAX #29) read it.
 * C4 citations are removed first, until none is left, and the line is
   stripped again; the long-word and words-per-line checks then look at that
   line (datatrove removes citations after the long-word check, once, and counts
@@ -180,6 +183,11 @@ C4_POLICY_SUBSTRINGS: tuple[str, ...] = (
 _END_PUNCTUATION = (".", "?", "!", '"', "'",
                     "。", "！", "？", "｡", "．", "؟", "۔", "।", "॥", "։", "።", "፧", "။",
                     "”", "’", "“", "‘", "»", "«", "」", "』", "）")
+# Closing brackets and quotes that may follow a sentence's mark (Unicode's
+# sentence rules, UAX #29: a terminator, then Close characters): "(See below.)"
+# ends a sentence, "(see below)" does not.
+_CLOSERS = ")]}\"'”’»«」』）］"
+_TERMINATORS = tuple(m for m in _END_PUNCTUATION if m not in _CLOSERS + "“‘")
 # A sentence end inside a line in scripts that put no space after it (。！？).
 _CJK_SENTENCE_END_RE = re.compile(r"[。！？｡][」』”’）)]*(?=\S)")
 # Tokens of text in a script written without spaces: each character of such a
@@ -261,6 +269,21 @@ _SENTENCE_END_RE = re.compile(
     r"(?<!\b[A-Z])(?<!\.\.)[.!?](?!\.)[\"'”’)\]]*[^\S\n]+(?=\S)"
 )
 _PARAGRAPH_SPLIT_RE = re.compile(r"\n{2,}")
+
+
+def _ends_sentence(line: str) -> bool:
+    """C4's terminal-punctuation test, with a mark inside closing brackets counted.
+
+    True for a line ending in one of :data:`_END_PUNCTUATION` (not "..."), or in
+    a sentence mark followed only by closing brackets and quotes (``.)``,
+    ``?"]``, ``。」``).
+    """
+    if line.endswith(_END_PUNCTUATION):
+        return not line.endswith("...")
+    if not line.endswith(tuple(_CLOSERS)):
+        return False
+    inner = line.rstrip(_CLOSERS)
+    return inner.endswith(_TERMINATORS) and not inner.endswith("...")
 _LINES_SPLIT_RE = re.compile(r"\n+")
 
 
@@ -559,7 +582,7 @@ class TextFilter:
             if max_wl and len(line) > max_wl and max(map(len, line.split())) > max_wl:
                 n_long += 1
                 continue
-            if terminal and (not line.endswith(_END_PUNCTUATION) or line.endswith("...")):
+            if terminal and not _ends_sentence(line):
                 n_punct += 1
                 continue
             if min_wl and (len(self._words["word"].findall(line)) if self._no_space
