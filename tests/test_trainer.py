@@ -143,6 +143,7 @@ def test_attention_never_crosses_packed_segments():
 
     from trainer.model import ModelConfig, SegmentCausalMask, build_model
 
+    # the old mask layer, kept so older saved models load
     mask = SegmentCausalMask()(tf.constant([[1, 1, 2, 2, 0]])).numpy()[0]
     assert mask.tolist() == [
         [True, False, False, False, False],
@@ -152,7 +153,8 @@ def test_attention_never_crosses_packed_segments():
         [False, False, False, False, True]]
 
     keras.utils.set_random_seed(0)
-    model = build_model(ModelConfig(vocab_size=50, seq_len=16, layers=2, width=32, heads=4))
+    model = build_model(ModelConfig(vocab_size=50, seq_len=16, layers=2, width=32, heads=4,
+                                    packed=True))
     segments = tf.constant([[1, 1, 1, 2, 2, 2, 2, 0]])
     positions = tf.constant([[0, 1, 2, 0, 1, 2, 3, 0]])
     base = tf.constant([[5, 6, 7, 8, 9, 10, 11, 0]])
@@ -163,6 +165,48 @@ def test_attention_never_crosses_packed_segments():
     np.testing.assert_allclose(out[0, 3:7], out_first[0, 3:7], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(out[0, :3], out_second[0, :3], rtol=1e-5, atol=1e-5)
     assert not np.allclose(out[0, :3], out_first[0, :3])  # the mask does not hide everything
+    # a later token of the same segment does see the earlier ones
+    assert not np.allclose(out[0, 6], run(tf.constant([[5, 6, 7, 8, 49, 10, 11, 0]]))[0, 6])
+
+
+def _reference_attention(x, segments, layer, packed):
+    """Attention written out in NumPy with an explicit [T, T] mask per row."""
+    w_qkv, b_qkv = (v.numpy() for v in layer.qkv.weights)
+    w_out, b_out = (v.numpy() for v in layer.out.weights)
+    qkv = np.einsum("btd,dce->btce", x, w_qkv) + b_qkv
+    B, T, _ = x.shape
+    n, h = layer.heads, layer.head_dim
+    q, k, v = (qkv[:, :, i].reshape(B, T, n, h) for i in range(3))
+    logits = np.einsum("btnh,bsnh->bnts", q, k) / np.sqrt(h)
+    allowed = np.tril(np.ones((T, T), bool))[None]
+    if packed:
+        allowed = allowed & (segments[:, :, None] == segments[:, None, :])
+    logits = np.where(allowed[:, None], logits, -1e30)
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    return np.einsum("btnh,nhd->btd", np.einsum("bnts,bsnh->btnh", p, v), w_out) + b_out
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_fused_attention_equals_explicitly_masked_attention(packed):
+    import keras
+
+    from trainer.model import CausalSelfAttention
+
+    keras.utils.set_random_seed(1)
+    layer = CausalSelfAttention(heads=4, head_dim=8, packed=packed)
+    x = np.random.default_rng(0).normal(size=(3, 10, 32)).astype("float32")
+    segments = np.array([[1] * 4 + [2] * 6, [1] * 7 + [0] * 3, [1, 2, 2, 3, 3, 3, 4, 4, 0, 0]],
+                        dtype="int32")
+    got = layer(x, segments).numpy()
+    want = _reference_attention(x, segments, layer, packed)
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
+    if not packed:  # one document per row: real tokens never see the padding after them
+        row = 1
+        x2 = x.copy()
+        x2[row, 7:] += 5.0
+        np.testing.assert_allclose(layer(x2, segments).numpy()[row, :7], got[row, :7],
+                                   rtol=1e-5, atol=1e-5)
 
 
 # ---------------------------------------------------------------- trainer, in a subprocess
@@ -208,21 +252,52 @@ def test_two_cpu_replicas_train_and_loss_goes_down(lm_data, tmp_path):
     assert os.listdir(tmp_path / "m" / "logs" / "train")  # TensorBoard events
 
 
+def _batch_log(prefix, replicas=2):
+    """{pipeline: {batch index: ids}} from a run's --batch_log files (a torn last line,
+    from a killed run, is skipped)."""
+    out = {}
+    for k in range(replicas):
+        out[k] = {}
+        with open(f"{prefix}.{k}") as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue
+                out[k][row["batch"]] = row["ids"]
+    return out
+
+
 @pytest.mark.slow
-def test_killed_run_resumes_from_its_checkpoint(lm_data, tmp_path):
+def test_killed_run_resumes_from_its_checkpoint_on_the_same_batches(lm_data, tmp_path):
+    steps = 30
+    whole = _train(lm_data, tmp_path / "whole", "--steps", steps, "--batch_log", tmp_path / "whole.log")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
     model_dir = tmp_path / "m"
-    step = kill_after_checkpoint(_command(lm_data, model_dir, "--steps", "30"), model_dir, 10)
+    step = kill_after_checkpoint(_command(lm_data, model_dir, "--steps", steps, "--batch_log",
+                                          tmp_path / "killed.log"), model_dir, 10)
     assert step in (10, 20) and not (model_dir / "metrics.json").exists()
-    proc = _train(lm_data, model_dir, "--steps", "30")
+    proc = _train(lm_data, model_dir, "--steps", steps, "--batch_log", tmp_path / "resumed.log")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"resuming from step {step}" in proc.stdout
     metrics = json.loads((model_dir / "metrics.json").read_text())
-    assert metrics["steps"] == 30
+    assert metrics["steps"] == steps and metrics["exact_resume"]
     # only the remaining intervals ran
-    assert len(metrics["interval_losses"]) == (30 - step) // 10, metrics["interval_losses"]
+    assert len(metrics["interval_losses"]) == (steps - step) // 10, metrics["interval_losses"]
+
+    # Exact resume: the killed run's first `step` batches, then the resumed run's,
+    # are the batches an uninterrupted run trained on: same records, same order.
+    want, killed, resumed = (_batch_log(tmp_path / f"{n}.log") for n in ("whole", "killed", "resumed"))
+    for k in (0, 1):
+        assert min(resumed[k]) == step  # the resumed stream starts where training stopped
+        got = [killed[k][i] for i in range(step)] + [resumed[k][i] for i in range(step, steps)]
+        assert got == [want[k][i] for i in range(steps)], f"replica {k}"
+        assert killed[k][0] != killed[k][1]  # the log really holds batches
+
     # a finished run started again trains no further
-    proc = _train(lm_data, model_dir, "--steps", "30")
-    assert proc.returncode == 0 and json.loads((model_dir / "metrics.json").read_text())["steps"] == 30
+    proc = _train(lm_data, model_dir, "--steps", steps)
+    assert proc.returncode == 0 and json.loads((model_dir / "metrics.json").read_text())["steps"] == steps
 
 
 @pytest.mark.slow
@@ -230,3 +305,131 @@ def test_untokenized_data_is_a_clear_error(tmp_path):
     write_shards(tmp_path / "d", random_docs(10), 1)
     proc = _train(tmp_path / "d", tmp_path / "m", "--steps", "2", "--force")  # synthetic shards
     assert proc.returncode != 0 and "needs tokenized shards" in proc.stderr
+
+
+# ---------------------------------------------------------------- balance, spread, resume
+
+
+def test_pipeline_segments_split_records_evenly_and_exactly():
+    counts = {f"f{i}": n for i, n in enumerate([5, 100, 7, 30, 30, 30, 30, 30, 3])}
+    files = sorted(counts)
+    for n_pipelines in (1, 2, 3, 8, 9, 16):
+        seen, sizes = [], []
+        for k in range(n_pipelines):
+            segments = ip.pipeline_segments(files, counts, n_pipelines, k)
+            sizes.append(sum(take for _, _, take in segments))
+            seen += [(f, skip + j) for f, skip, take in segments for j in range(take)]
+        assert max(sizes) - min(sizes) <= 1, (n_pipelines, sizes)
+        # every record of every file exactly once
+        assert sorted(seen) == sorted((f, j) for f in files for j in range(counts[f]))
+
+
+def _uneven_shards(tmp_path, sizes):
+    docs, files, counts = {}, [], []
+    data = tmp_path / "data"
+    data.mkdir(parents=True)
+    rng = random.Random(3)
+    for k, n in enumerate(sizes):
+        path = data / f"train-{k:05d}-of-{len(sizes):05d}.tfrecord"
+        frames = []
+        for j in range(n):
+            rid = f"s{k}-{j:04d}"
+            docs[rid] = [rng.randrange(4, 400) for _ in range(rng.randint(5, 60))]
+            frames.append(tfrecord_frame(encode_example({"id": rid, "input_ids": docs[rid]})))
+        path.write_bytes(b"".join(frames))
+        files.append(str(path))
+        counts.append((str(path), n))
+    return docs, files, tuple(counts)
+
+
+@pytest.mark.parametrize("n_pipelines", [8, 2])
+@pytest.mark.parametrize("with_counts", [True, False])
+def test_replicas_see_equal_records_whatever_the_file_count(tmp_path, n_pipelines, with_counts):
+    # 9 files of uneven sizes: whole files per replica would give one replica far more
+    docs, files, counts = _uneven_shards(tmp_path, [40, 13, 25, 40, 7, 40, 31, 40, 22])
+    batch = 4
+    per_pipeline = []
+    for k in range(n_pipelines):
+        cfg = ip.InputConfig(seq_len=64, batch_size=batch, mode="pad", with_ids=True,
+                             deterministic=True, record_counts=counts if with_counts else None)
+        ctx = tf.distribute.InputContext(num_input_pipelines=n_pipelines, input_pipeline_id=k,
+                                         num_replicas_in_sync=n_pipelines)
+        per_pipeline.append(_ids_of(ip.make_dataset(files, cfg, ctx, training=False)))
+    sizes = [len(ids) for ids in per_pipeline]
+    assert max(sizes) - min(sizes) <= batch, sizes
+    everything = [rid for ids in per_pipeline for rid in ids]
+    assert sorted(everything) == sorted(docs)  # no record twice, none left out
+
+
+def test_pipeline_with_counts_reads_its_share_in_training(tmp_path):
+    docs, files, counts = _uneven_shards(tmp_path, [40, 13, 25, 40, 7])
+    seen = []
+    for k in range(2):
+        cfg = ip.InputConfig(seq_len=64, batch_size=4, mode="pad", with_ids=True,
+                             deterministic=True, record_counts=counts, piece_shuffle=0)
+        ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=k,
+                                         num_replicas_in_sync=2)
+        ids = _ids_of(ip.make_dataset(files, cfg, ctx, training=True).take(250 // 8))
+        seen.append(set(ids))
+    assert not seen[0] & seen[1]  # each replica keeps to its own half, epoch after epoch
+    assert abs(len(seen[0]) - len(seen[1])) <= 1 and len(seen[0] | seen[1]) == len(docs)
+
+
+def _long_document_corpus(tmp_path):
+    rng = random.Random(5)
+    docs = {f"short{i:04d}": [rng.randrange(4, 400) for _ in range(rng.randint(20, 120))]
+            for i in range(600)}
+    docs["long"] = [rng.randrange(4, 400) for _ in range(30_000)]
+    return write_shards(tmp_path / "d", docs, 3)
+
+
+def _max_share_of_long(ds, batches):
+    worst = 0.0
+    for features, _, weights in ds.take(batches):
+        ids = [i.decode() for i in features["id"].numpy()]
+        worst = max(worst, ids.count("long") / len(ids))
+    return worst
+
+
+@pytest.mark.parametrize("piece_shuffle, bounded", [(-1, True), (0, False)])
+def test_long_document_spreads_over_batches(tmp_path, piece_shuffle, bounded):
+    files = _long_document_corpus(tmp_path)
+    cfg = ip.InputConfig(seq_len=128, batch_size=16, mode="bucket", with_ids=True,
+                         deterministic=True, shuffle_buffer=1000, bucket_window=16,
+                         piece_shuffle=piece_shuffle)
+    share = _max_share_of_long(ip.make_dataset(files, cfg, training=True), 120)
+    # 30,000 tokens are 233 pieces of 129: about a quarter of all pieces
+    if bounded:
+        assert share <= 0.5, share
+    else:  # windows of the record-shuffled stream alone are mostly the long document
+        assert share > 0.5, share
+
+
+def test_fixed_widths_bound_the_batch_shapes(tmp_path):
+    files = write_shards(tmp_path / "d", random_docs(300, lo=2, hi=200, seed=4), 2)
+    ladder = ip.width_ladder(128)
+    assert ladder[-1] == 129 and len(ladder) <= 9 and list(ladder) == sorted(set(ladder))
+    cfg = ip.InputConfig(seq_len=128, batch_size=8, mode="bucket", deterministic=True,
+                         pad_widths=ladder)
+    widths = set()
+    for features, targets, weights in ip.make_dataset(files, cfg, training=True).take(60):
+        widths.add(int(features["tokens"].shape[1]) + 1)  # rows hold seq_len + 1 before the shift
+        real = weights.numpy().sum(1)
+        assert (real <= features["tokens"].shape[1]).all()
+    assert widths <= set(ladder) and len(widths) >= 2, widths
+
+
+@pytest.mark.parametrize("mode", ["bucket", "pack"])
+def test_skipping_continues_the_same_stream(tmp_path, mode):
+    files = write_shards(tmp_path / "d", random_docs(200, seed=7), 3)
+    cfg = ip.InputConfig(seq_len=64, batch_size=4, mode=mode, deterministic=True, seed=11)
+
+    def tokens(config, n):
+        return [f[0]["tokens"].numpy().tolist() for f in ip.make_dataset(files, config).take(n)]
+
+    whole = tokens(cfg, 30)
+    import dataclasses
+
+    resumed = tokens(dataclasses.replace(cfg, skip_batches=18), 12)
+    assert whole[18:] == resumed
+    assert tokens(cfg, 30) == whole  # the order is a function of the seed alone

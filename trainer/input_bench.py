@@ -29,9 +29,11 @@ from trainer import input_pipeline as ip  # noqa: E402
 
 
 def measure(data_dir: str, mode: str, seq_len: int, batch_size: int, batches: int,
-            cache: bool = False) -> dict:
+            cache: bool = False, piece_shuffle: int = -1, deterministic: bool = True) -> dict:
     files = ip.shard_files(data_dir, "train")
-    config = ip.InputConfig(seq_len=seq_len, batch_size=batch_size, mode=mode, cache=cache)
+    config = ip.InputConfig(seq_len=seq_len, batch_size=batch_size, mode=mode, cache=cache,
+                            piece_shuffle=piece_shuffle, deterministic=deterministic,
+                            record_counts=ip.shard_record_counts(data_dir))
     ds = ip.make_dataset(files, config, stats=ip.load_stats(data_dir))
 
     def run(n):
@@ -57,10 +59,15 @@ def main(argv=None) -> None:
     parser.add_argument("--batches", type=int, default=1500)
     parser.add_argument("--modes", default="pad,bucket,tf_bucket,pack")
     parser.add_argument("--cache", action="store_true", help="cache parsed records in memory")
+    parser.add_argument("--piece_shuffle", type=int, default=-1,
+                        help="piece shuffle buffer (-1: the trainer's auto size, 0: off)")
+    parser.add_argument("--nondeterministic", action="store_true",
+                        help="let tf.data reorder (the trainer's --nondeterministic)")
     args = parser.parse_args(argv)
     print(f"# tf.data input, {args.data_dir}: seq_len {args.seq_len}, batch {args.batch_size}, "
           f"{args.batches} batches per mode, {os.cpu_count()} CPU cores")
-    results = [measure(args.data_dir, m, args.seq_len, args.batch_size, args.batches, args.cache)
+    results = [measure(args.data_dir, m, args.seq_len, args.batch_size, args.batches, args.cache,
+                       args.piece_shuffle, not args.nondeterministic)
                for m in args.modes.split(",")]
     for r in results:
         label = {"pad": "pad to longest (baseline)"}.get(r["mode"], r["mode"])

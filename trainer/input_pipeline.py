@@ -14,9 +14,13 @@ and across packed-segment boundaries. ``segment_ids`` are 0 on padding.
 Steps, in order:
 
 1. list the split's shard files; shuffle their order with a seed;
-2. shard per input pipeline (``tf.distribute.InputContext``): by file when
-   there are at least as many files as pipelines, otherwise by record after
-   reading (the fallback when auto-sharding by file cannot work);
+2. shard per input pipeline (``tf.distribute.InputContext``) so that every
+   pipeline gets the same number of records (:func:`pipeline_segments`):
+   with the shards' record counts (``manifest.json``) the files are laid end
+   to end and each pipeline reads its own contiguous ``1/P`` of the records
+   (whole files, and a part of one or two); without counts, by file when
+   every pipeline gets at least :data:`MIN_FILES_PER_PIPELINE` files, by
+   record after reading otherwise;
 3. ``interleave`` TFRecord readers (``cycle_length``, parallel calls,
    ``deterministic`` a flag); optional ``cache``; ``shuffle``; ``repeat`` for
    training;
@@ -24,6 +28,8 @@ Steps, in order:
    ``RaggedFeature``), never one record at a time;
 5. cut documents longer than ``seq_len + 1`` tokens into pieces of
    ``seq_len + 1`` (vectorised on the ragged batch: no token is dropped);
+   when training, shuffle the *pieces* (``piece_shuffle``), so the pieces of
+   one long document spread over many batches instead of filling some;
 6. batch, one of:
 
    * ``bucket`` (default) -- length bucketing done on whole windows: windows
@@ -40,7 +46,15 @@ Steps, in order:
    * ``pad`` -- ``padded_batch`` to the longest sequence of each batch: the
      baseline the benchmark prints beside the others;
 
-7. ``prefetch(AUTOTUNE)``.
+7. when resuming, skip the batches already trained on (``skip_batches``:
+   the order is deterministic, so the stream continues exactly); with
+   ``batch_log``, append each batch's record ids to ``batch_log.K`` (K: the
+   input pipeline) with the batch's index in the stream, as JSON lines;
+8. ``prefetch(AUTOTUNE)``.
+
+``bucket`` batches may be padded up to a fixed ladder of widths
+(``pad_widths``, :func:`width_ladder`) instead of their own longest piece, so
+an XLA-compiled step sees a bounded number of shapes.
 """
 
 from __future__ import annotations
@@ -49,16 +63,21 @@ import dataclasses
 import json
 import math
 import os
+import random
 from typing import Dict, List, Optional, Sequence
 
 import tensorflow as tf
 
-__all__ = ["InputConfig", "shard_files", "load_stats", "bucket_boundaries", "make_dataset",
-           "distributed_dataset", "PAD_ID", "MODES"]
+__all__ = ["InputConfig", "shard_files", "load_stats", "shard_record_counts", "pipeline_segments",
+           "bucket_boundaries", "width_ladder", "make_dataset", "distributed_dataset", "PAD_ID",
+           "MODES", "MIN_FILES_PER_PIPELINE"]
 
 PAD_ID = 0
 MODES = ("bucket", "tf_bucket", "pack", "pad")
 AUTOTUNE = tf.data.AUTOTUNE
+# Without record counts, shard by file only when each pipeline gets this many
+# files (fewer, and one extra file is a large share of a pipeline's data).
+MIN_FILES_PER_PIPELINE = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +96,11 @@ class InputConfig:
     bucket_ratio: float = 1.1  # width of a length bucket: upper / lower bound
     min_bucket_share: float = 0.005  # merge buckets holding less of the data than this
     with_ids: bool = False  # keep each row's record id (tests, audits)
+    piece_shuffle: int = -1  # pieces in the piece-level shuffle buffer; -1: auto, 0: off
+    pad_widths: tuple = ()  # bucket mode: pad each batch up to the first of these widths
+    skip_batches: int = 0  # batches to skip at the start (resume)
+    batch_log: Optional[str] = None  # append each batch's ids to batch_log.K
+    record_counts: Optional[tuple] = None  # ((file, records), ...) from manifest.json
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -87,6 +111,18 @@ class InputConfig:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
         if self.bucket_ratio <= 1.0:
             raise ValueError(f"bucket_ratio must be above 1, got {self.bucket_ratio}")
+        if self.skip_batches < 0:
+            raise ValueError(f"skip_batches must be >= 0, got {self.skip_batches}")
+        if self.pad_widths and max(self.pad_widths) < self.seq_len + 1:
+            raise ValueError(f"pad_widths must reach seq_len + 1 = {self.seq_len + 1}")
+
+    @property
+    def piece_buffer(self) -> int:
+        """The piece shuffle buffer: ``piece_shuffle``, or auto: eight batching windows."""
+        if self.piece_shuffle >= 0:
+            return self.piece_shuffle
+        window = self.pack_group if self.mode == "pack" else self.bucket_window * self.batch_size
+        return min(65536, 8 * max(window, self.batch_size))
 
 
 class DatasetNotReady(RuntimeError):
@@ -144,6 +180,54 @@ def load_stats(data_dir: str) -> Optional[dict]:
         return None
     with tf.io.gfile.GFile(path) as f:
         return json.load(f)
+
+
+def shard_record_counts(data_dir: str) -> Optional[tuple]:
+    """``((shard path, records), ...)`` from ``manifest.json``; None without one."""
+    path = os.path.join(data_dir, "manifest.json")
+    if not tf.io.gfile.exists(path):
+        return None
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            shards = json.load(f).get("shards", [])
+        return tuple((os.path.join(data_dir, str(s["path"])), int(s["records"]))
+                     for s in shards if isinstance(s, dict))
+    except (ValueError, KeyError, TypeError, tf.errors.OpError):
+        return None
+
+
+def pipeline_segments(files: Sequence[str], counts: Dict[str, int], n_pipelines: int,
+                      pipeline_id: int) -> List[tuple]:
+    """One pipeline's ``(file, skip, take)`` segments: its contiguous ``1/P`` of the records.
+
+    The files are laid end to end in the given order; pipeline ``k`` reads
+    records ``[k N / P, (k + 1) N / P)``: pipelines differ by at most one
+    record, and each reads only its own share (plus the skipped head of at
+    most one file).
+    """
+    total = sum(counts[f] for f in files)
+    lo = total * pipeline_id // n_pipelines
+    hi = total * (pipeline_id + 1) // n_pipelines
+    out, start = [], 0
+    for f in files:
+        end = start + counts[f]
+        a, b = max(lo, start), min(hi, end)
+        if a < b:
+            out.append((f, a - start, b - a))
+        start = end
+    return out
+
+
+def width_ladder(seq_len: int, steps: int = 8) -> tuple:
+    """A few fixed batch widths up to ``seq_len + 1`` (multiples of 8 where they fit):
+    bucket batches padded up to these compile a bounded number of XLA programs."""
+    piece = seq_len + 1
+    widths = set()
+    for i in range(1, steps + 1):
+        w = -(-piece * i // steps)
+        widths.add(min(piece, -(-w // 8) * 8))
+    widths.add(piece)
+    return tuple(sorted(widths))
 
 
 def _piece_length_histogram(stats: dict, piece: int) -> Dict[int, float]:
@@ -214,8 +298,12 @@ def _parse(serialized, with_ids: bool):
     return (ids, parsed["id"]) if with_ids else (ids, tf.zeros([tf.shape(serialized)[0]], tf.string))
 
 
-def _cut_pieces(ids: tf.RaggedTensor, record_ids, piece: int):
-    """Cut every row longer than ``piece`` into pieces of at most ``piece`` tokens."""
+def _cut_pieces(ids: tf.RaggedTensor, record_ids, piece: int, base=None):
+    """Cut every row longer than ``piece`` into pieces of at most ``piece`` tokens.
+
+    With ``base`` (the parse batch's first record number) also each piece's
+    document number, ``base`` + its row: pieces of one document share it.
+    """
     lengths = tf.cast(ids.row_lengths(), tf.int64)
     n_pieces = tf.maximum((lengths + piece - 1) // piece, 1)
     j = tf.cast(tf.ragged.range(n_pieces).flat_values, tf.int64)  # piece index in its document
@@ -223,18 +311,57 @@ def _cut_pieces(ids: tf.RaggedTensor, record_ids, piece: int):
     piece_lengths = tf.minimum(tf.cast(piece, tf.int64), tf.gather(lengths, doc) - j * piece)
     piece_lengths = tf.maximum(piece_lengths, 0)
     pieces = tf.RaggedTensor.from_row_lengths(ids.flat_values, piece_lengths)
-    return pieces, tf.gather(record_ids, doc)
+    if base is None:
+        return pieces, tf.gather(record_ids, doc)
+    return pieces, tf.gather(record_ids, doc), tf.cast(base, tf.int64) + doc
 
 
-def _drop_single_tokens(pieces: tf.RaggedTensor, record_ids):
+def _drop_single_tokens(pieces: tf.RaggedTensor, record_ids, docs):
     keep = pieces.row_lengths() >= 2  # one token predicts nothing
-    return tf.ragged.boolean_mask(pieces, keep), tf.boolean_mask(record_ids, keep)
+    return (tf.ragged.boolean_mask(pieces, keep), tf.boolean_mask(record_ids, keep),
+            tf.boolean_mask(docs, keep))
 
 
-def _sorted_batches(pieces: tf.RaggedTensor, record_ids, batch: int):
-    """A window of pieces -> [n_batches, batch, None], similar lengths in each batch."""
+def _spread_order(lengths, docs, batch: int, cap: int):
+    """The order of a window's pieces: by length, except that a document with more than
+    ``cap`` pieces in the window has them spread evenly over the whole window.
+
+    Length sorting alone puts the many equal-length pieces of one long document
+    side by side, so they fill whole batches; spread, each batch holds about
+    ``pieces / batches`` of them. Vectorised: one stable sort for the length
+    order, one for the rank of each piece within its document, one for the
+    final order.
+    """
+    n = tf.shape(lengths, out_type=tf.int64)[0]
+    by_length = tf.argsort(lengths, stable=True)
+    position = tf.cast(tf.math.invert_permutation(by_length), tf.float64)  # rank by length
+    _, doc_index, counts = tf.unique_with_counts(docs, out_idx=tf.int64)
+    per_doc = tf.cast(tf.gather(counts, doc_index), tf.float64)
+    # rank of each piece among its document's pieces, in length order
+    grouped = tf.argsort(tf.cast(doc_index, tf.float64) * tf.cast(n + 1, tf.float64) + position,
+                         stable=True)
+    starts = tf.math.cumsum(counts, exclusive=True)
+    sorted_doc = tf.gather(doc_index, grouped)
+    rank_sorted = tf.range(n) - tf.gather(starts, sorted_doc)
+    rank = tf.scatter_nd(tf.expand_dims(tf.cast(grouped, tf.int64), 1), rank_sorted,
+                         tf.expand_dims(n, 0))
+    spread = (tf.cast(rank, tf.float64) + 0.5) / per_doc * tf.cast(n, tf.float64)
+    crowded = per_doc > cap
+    # the other pieces keep their length order, stretched over the same [0, n)
+    rest = tf.reduce_sum(tf.cast(tf.logical_not(crowded), tf.float64))
+    by_length_rest = tf.argsort(tf.where(crowded, tf.cast(tf.reduce_max(lengths) + 1, tf.int64),
+                                         tf.cast(lengths, tf.int64)), stable=True)
+    rest_position = tf.cast(tf.math.invert_permutation(by_length_rest), tf.float64)
+    stretched = (rest_position + 0.5) / tf.maximum(rest, 1.0) * tf.cast(n, tf.float64)
+    key = tf.where(crowded, spread, stretched)
+    return tf.argsort(key, stable=True)
+
+
+def _sorted_batches(pieces: tf.RaggedTensor, record_ids, docs, batch: int, cap: int):
+    """A window of pieces -> [n_batches, batch, None], similar lengths in each batch
+    (and no document holding more than about ``cap`` rows of one)."""
     lengths = pieces.row_lengths()
-    order = tf.argsort(lengths, stable=True)
+    order = _spread_order(lengths, docs, batch, cap)
     pieces = tf.gather(pieces, order)
     record_ids = tf.gather(record_ids, order)
     n = tf.shape(lengths, out_type=tf.int64)[0]
@@ -298,28 +425,58 @@ def _with_options(ds: tf.data.Dataset, config: InputConfig) -> tf.data.Dataset:
 
 def read_records(files: Sequence[str], input_context: Optional[tf.distribute.InputContext],
                  training: bool, seed: int, cycle_length: int, block_length: int,
-                 deterministic: bool, cache: bool, shuffle_buffer: int) -> tf.data.Dataset:
+                 deterministic: bool, cache: bool, shuffle_buffer: int,
+                 record_counts: Optional[Dict[str, int]] = None) -> tf.data.Dataset:
     """Serialized records of one input pipeline's share of ``files``.
 
-    Shards by file when there are at least as many files as pipelines, by
-    record otherwise; shuffles the file order with a seed; interleaves
-    TFRecord readers; optional cache; shuffle and repeat when training.
-    Shared by the text and image input pipelines.
+    Every pipeline gets the same number of records: with ``record_counts``
+    (``{file: records}``, from manifest.json) its contiguous share of the
+    files laid end to end (:func:`pipeline_segments`, the file order shuffled
+    once with ``seed``, the same in every pipeline); without, by file when
+    each pipeline gets at least :data:`MIN_FILES_PER_PIPELINE` whole files
+    and the file count divides, else by record after reading. Then:
+    interleave TFRecord readers; optional cache; shuffle and repeat when
+    training. Shared by the text and image input pipelines.
     """
     files = list(files)
     n_pipelines = input_context.num_input_pipelines if input_context else 1
     pipeline_id = input_context.input_pipeline_id if input_context else 0
-    shard_records = n_pipelines > 1 and len(files) < n_pipelines
-
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    if n_pipelines > 1 and not shard_records:
-        ds = ds.shard(n_pipelines, pipeline_id)
+    counts = dict(record_counts) if record_counts else None
+    if counts is not None and not all(f in counts for f in files):
+        counts = None  # the manifest does not describe these files: count-free sharding
     if training:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(
-        lambda f: tf.data.TFRecordDataset(f, buffer_size=1 << 20),
-        cycle_length=cycle_length, block_length=block_length,
-        num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+        # one fixed order for every pipeline (they must agree on who reads what)
+        random.Random(seed).shuffle(files)
+
+    def reader(f, skip=None, take=None):
+        ds = tf.data.TFRecordDataset(f, buffer_size=1 << 20)
+        return ds if skip is None else ds.skip(skip).take(take)
+
+    shard_records = False
+    if n_pipelines > 1 and counts is not None:
+        segments = pipeline_segments(files, counts, n_pipelines, pipeline_id)
+        ds = tf.data.Dataset.from_tensor_slices(
+            (tf.constant([s[0] for s in segments] or [""], tf.string),
+             tf.constant([s[1] for s in segments] or [0], tf.int64),
+             tf.constant([s[2] for s in segments] or [0], tf.int64)))
+        if not segments:
+            ds = ds.take(0)
+        if training and len(segments) > 1:
+            ds = ds.shuffle(len(segments), seed=seed, reshuffle_each_iteration=True)
+        read = lambda f, skip, take: reader(f, skip, take)
+    else:
+        by_file = n_pipelines > 1 and (len(files) >= MIN_FILES_PER_PIPELINE * n_pipelines
+                                       and len(files) % n_pipelines == 0)
+        shard_records = n_pipelines > 1 and not by_file
+        ds = tf.data.Dataset.from_tensor_slices(files)
+        if by_file:
+            ds = ds.shard(n_pipelines, pipeline_id)
+        if training:
+            ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+        read = reader
+    # every pipeline must read the same order when each keeps every P-th record
+    ds = ds.interleave(read, cycle_length=cycle_length, block_length=block_length,
+                       num_parallel_calls=AUTOTUNE, deterministic=deterministic or shard_records)
     if shard_records:
         ds = ds.shard(n_pipelines, pipeline_id)
     if cache:
@@ -330,8 +487,18 @@ def read_records(files: Sequence[str], input_context: Optional[tf.distribute.Inp
     return ds
 
 
-def per_replica(strategy: tf.distribute.Strategy, global_batch_size: int, build):
-    """``build(ctx, per_replica_batch)`` once per replica; batches sized globally."""
+def per_replica(strategy: Optional[tf.distribute.Strategy], global_batch_size: int, build,
+                fetch_to_device: Optional[bool] = None):
+    """``build(ctx, per_replica_batch)`` once per replica; batches sized globally.
+
+    Batches are prefetched onto each replica's device when the replicas are
+    accelerators (``fetch_to_device``; on CPUs they stay on the host, where
+    they already are). MultiWorkerMirroredStrategy builds one pipeline per
+    worker (its replicas take turns). Without a strategy (Keras's JAX
+    backend) one pipeline gives whole global batches.
+    """
+    if strategy is None:
+        return build(None, global_batch_size)
     replicas = strategy.num_replicas_in_sync
     if global_batch_size % replicas:
         raise ValueError(f"global batch size {global_batch_size} is not divisible by "
@@ -340,10 +507,39 @@ def per_replica(strategy: tf.distribute.Strategy, global_batch_size: int, build)
     def dataset_fn(ctx: tf.distribute.InputContext):
         return build(ctx, ctx.get_per_replica_batch_size(global_batch_size))
 
+    if fetch_to_device is None:
+        devices = list(strategy.extended.worker_devices)
+        fetch_to_device = any("GPU" in d.upper() or "TPU" in d.upper() for d in devices)
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     options = tf.distribute.InputOptions(
-        experimental_replication_mode=tf.distribute.InputReplicationMode.PER_REPLICA,
-        experimental_fetch_to_device=False)
+        experimental_replication_mode=tf.distribute.InputReplicationMode.PER_WORKER
+        if multi_worker else tf.distribute.InputReplicationMode.PER_REPLICA,
+        experimental_fetch_to_device=fetch_to_device)
     return strategy.distribute_datasets_from_function(dataset_fn, options)
+
+
+def _log_batches(ds: tf.data.Dataset, path: str, start: int, with_ids: bool) -> tf.data.Dataset:
+    """Append ``{"batch": index, "ids": [...]}`` (a JSON line) per batch to ``path``, in the
+    order the pipeline makes them (it runs ahead of training by its prefetch); drop the
+    ids from the features unless wanted."""
+
+    def write(index, ids):
+        line = json.dumps({"batch": int(index),
+                           "ids": [i.decode("utf-8", "replace") for i in ids.numpy()]})
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")  # one write: a killed run leaves at most a torn last line
+        return index
+
+    def log(index, element):
+        features, targets, weights = element
+        done = tf.py_function(write, [index, features["id"]], tf.int64)
+        with tf.control_dependencies([done]):
+            targets = tf.identity(targets)
+        if not with_ids:
+            features = {k: v for k, v in features.items() if k != "id"}
+        return features, targets, weights
+
+    return ds.enumerate(start=start).map(log)
 
 
 def make_dataset(files: Sequence[str], config: InputConfig,
@@ -357,15 +553,28 @@ def make_dataset(files: Sequence[str], config: InputConfig,
     ds = read_records(files, input_context, training=training, seed=config.seed,
                       cycle_length=config.cycle_length, block_length=16,
                       deterministic=config.deterministic, cache=config.cache,
-                      shuffle_buffer=config.shuffle_buffer)
+                      shuffle_buffer=config.shuffle_buffer,
+                      record_counts=dict(config.record_counts) if config.record_counts else None)
+    pipeline_id = input_context.input_pipeline_id if input_context else 0
+    finish = lambda ds: _finish(ds, config, pipeline_id)
+    keep_ids = config.with_ids or bool(config.batch_log)
 
     piece = config.seq_len + 1
-    ds = ds.batch(config.parse_batch)
-    ds = ds.map(lambda s: _parse(s, config.with_ids), num_parallel_calls=AUTOTUNE,
-                deterministic=config.deterministic)
-    ds = ds.map(lambda ids, rid: _cut_pieces(ids, rid, piece), num_parallel_calls=AUTOTUNE,
-                deterministic=config.deterministic)
+    parse_batch = config.parse_batch
+    ds = ds.batch(parse_batch).enumerate()
+    ds = ds.map(lambda i, s: (*_parse(s, keep_ids), i * parse_batch),
+                num_parallel_calls=AUTOTUNE, deterministic=config.deterministic)
+    ds = ds.map(lambda ids, rid, base: _cut_pieces(ids, rid, piece, base),
+                num_parallel_calls=AUTOTUNE, deterministic=config.deterministic)
+    if training and config.piece_buffer > 1:
+        # Shuffle pieces, not only records: the pieces of one long document
+        # would otherwise arrive together and fill whole batches.
+        ds = ds.unbatch().map(lambda p, rid, doc: (_dense_row(p), rid, doc))
+        ds = ds.shuffle(config.piece_buffer, seed=config.seed + 1, reshuffle_each_iteration=True)
+        ds = ds.ragged_batch(parse_batch)
     B = config.batch_size
+    if config.mode != "bucket":
+        ds = ds.map(lambda p, rid, doc: (p, rid))
 
     if config.mode == "pack":
         if config.pack_group != config.parse_batch:
@@ -375,9 +584,9 @@ def make_dataset(files: Sequence[str], config: InputConfig,
         ds = ds.unbatch().batch(B, drop_remainder=training)
         ds = ds.map(lambda tok, seg, pos: _lm_example(tok, seg, pos),
                     num_parallel_calls=AUTOTUNE, deterministic=config.deterministic)
-        return _with_options(ds.prefetch(AUTOTUNE), config)
+        return finish(ds)
 
-    with_ids = config.with_ids
+    with_ids = keep_ids
     if config.mode == "bucket":
         # Windows of bucket_window * B pieces, sorted by length and cut into
         # batches of B: all in vectorised ops on whole windows, so the cost per
@@ -386,16 +595,28 @@ def make_dataset(files: Sequence[str], config: InputConfig,
         ds = ds.map(_drop_single_tokens, num_parallel_calls=AUTOTUNE,
                     deterministic=config.deterministic)
         ds = ds.rebatch(window, drop_remainder=False)
-        ds = ds.map(lambda p, rid: _sorted_batches(p, rid, B), num_parallel_calls=AUTOTUNE,
-                    deterministic=config.deterministic)
+        cap = max(1, B // 4)
+        ds = ds.map(lambda p, rid, doc: _sorted_batches(p, rid, doc, B, cap),
+                    num_parallel_calls=AUTOTUNE, deterministic=config.deterministic)
         ds = ds.unbatch()
         if training:
             # the batches of a window come shortest first: mix them
             ds = ds.shuffle(2 * config.bucket_window, seed=config.seed)
             ds = ds.filter(lambda p, rid: tf.shape(rid)[0] == B)  # only a finite tail is short
-        ds = ds.map(lambda p, rid: _dense_example(p.to_tensor(PAD_ID), rid if with_ids else None),
+        widths = tf.constant(sorted(config.pad_widths) or [0], tf.int64)
+        fixed = bool(config.pad_widths)
+
+        def pad(p):
+            if not fixed:
+                return p.to_tensor(PAD_ID)
+            longest = tf.reduce_max(p.row_lengths())
+            width = tf.gather(widths, tf.searchsorted(widths, tf.reshape(longest, [1]))[0])
+            return p.to_tensor(PAD_ID, shape=tf.stack([tf.shape(p.row_lengths(), tf.int64)[0],
+                                                       width]))
+
+        ds = ds.map(lambda p, rid: _dense_example(pad(p), rid if with_ids else None),
                     num_parallel_calls=AUTOTUNE, deterministic=config.deterministic)
-        return _with_options(ds.prefetch(AUTOTUNE), config)
+        return finish(ds)
 
     ds = ds.unbatch()
     # unbatched rows of a ragged batch are typed ragged (rank 0): make them dense
@@ -417,6 +638,18 @@ def make_dataset(files: Sequence[str], config: InputConfig,
             pad_to_bucket_boundary=False, drop_remainder=training)
     ds = ds.map(lambda ids, rid: _dense_example(ids, rid if with_ids else None),
                 num_parallel_calls=AUTOTUNE, deterministic=config.deterministic)
+    return finish(ds)
+
+
+def _finish(ds: tf.data.Dataset, config: InputConfig, pipeline_id: int) -> tf.data.Dataset:
+    """Skip the batches already trained on, log batch ids, prefetch, options."""
+    if config.skip_batches:
+        ds = ds.skip(config.skip_batches)
+    if config.batch_log:
+        if config.mode == "pack":
+            raise ValueError("batch_log needs record ids, which pack batching does not carry")
+        ds = _log_batches(ds, f"{config.batch_log}.{pipeline_id}", config.skip_batches,
+                          config.with_ids)
     return _with_options(ds.prefetch(AUTOTUNE), config)
 
 

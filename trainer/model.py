@@ -1,12 +1,36 @@
-"""A small decoder-only Transformer language model in Keras 3 (TensorFlow backend).
+"""A small decoder-only Transformer language model in Keras 3 (TensorFlow or JAX backend).
 
 Inputs are the input pipeline's features: ``tokens``, ``segment_ids`` (0 on
 padding) and ``positions`` (restarting at 0 in each packed segment). A token
-attends to earlier tokens of its own segment only (:class:`SegmentCausalMask`),
-so packed documents never see each other. Pre-norm blocks (LayerNorm,
-multi-head self-attention, LayerNorm, GELU MLP), learned token and position
-embeddings, a final LayerNorm and a float32 output projection (so mixed
-precision keeps a float32 softmax).
+attends to earlier tokens of its own segment only, so packed documents never
+see each other. Pre-norm blocks (LayerNorm, multi-head self-attention,
+LayerNorm, GELU MLP), learned token and position embeddings, a final
+LayerNorm and a float32 output projection (so mixed precision keeps a float32
+softmax).
+
+**Attention** (:class:`CausalSelfAttention`) goes through
+``keras.ops.dot_product_attention``, which each backend maps to its best
+kernel (under JAX on an Ampere-or-later GPU: cuDNN's fused flash attention;
+under XLA elsewhere: one fused computation). Two forms, chosen by
+``ModelConfig.packed``:
+
+* one document per row (``bucket``, ``pad`` and ``tf_bucket`` batching, rows
+  padded on the right): ``is_causal=True`` and no mask at all. A real token
+  only sees earlier positions, and padding only ever follows the real tokens,
+  so no real token can see padding; what padding positions compute carries
+  no weight in the loss. This is the form flash kernels take.
+* packed rows (``pack`` batching): causal plus "same segment", the segment
+  test written as a broadcast comparison of the ``[B, T]`` segment ids inside
+  the attention call (``[B, 1, T, 1] == [B, 1, 1, T]``). No ``[B, T, T]``
+  tensor is a layer's output or input any more (the old
+  :class:`SegmentCausalMask` layer built one in memory for every batch);
+  under XLA (``--jit_compile``) the comparison is fused into the masked
+  softmax. Fused flash kernels do not take segment ids through
+  ``keras.ops``: the packed form runs the backend's XLA attention.
+
+Attention-probability dropout is not offered by ``dot_product_attention``:
+``dropout`` applies to the attention output, the MLP output and the
+embeddings.
 """
 
 from __future__ import annotations
@@ -16,7 +40,8 @@ import dataclasses
 import keras
 from keras import layers, ops
 
-__all__ = ["ModelConfig", "SegmentCausalMask", "build_model", "TokenCount", "MaskedNLL"]
+__all__ = ["ModelConfig", "CausalSelfAttention", "ImageNormalization", "SegmentCausalMask", "build_model", "TokenCount",
+           "MaskedNLL"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +53,7 @@ class ModelConfig:
     heads: int = 4
     mlp_ratio: int = 4
     dropout: float = 0.0
+    packed: bool = False  # rows hold several segments (pack batching): mask by segment too
 
     def __post_init__(self):
         if self.width % self.heads:
@@ -40,11 +66,82 @@ class ModelConfig:
 
 
 @keras.saving.register_keras_serializable(package="beamtrain")
+class CausalSelfAttention(layers.Layer):
+    """Multi-head causal self-attention through ``keras.ops.dot_product_attention``.
+
+    ``call(x, segment_ids)``: with ``packed`` a position attends to earlier
+    positions of its own segment (segment ids compared by broadcasting, no
+    ``[B, T, T]`` input); without, to every earlier position (rows hold one
+    document, padded on the right), the mask-free form fused kernels take.
+    One projection makes queries, keys and values.
+    """
+
+    def __init__(self, heads: int, head_dim: int, packed: bool = False, dropout: float = 0.0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.heads, self.head_dim, self.packed, self.dropout = heads, head_dim, packed, dropout
+        width = heads * head_dim
+        self.qkv = layers.EinsumDense("btd,dce->btce", output_shape=(None, 3, width),
+                                      bias_axes="ce", name="qkv")
+        self.out = layers.EinsumDense("btnh,nhd->btd", output_shape=(None, width),
+                                      bias_axes="d", name="out")
+        self.drop = layers.Dropout(dropout)
+
+    def build(self, x_shape, segment_ids_shape=None):
+        self.qkv.build(x_shape)
+        self.out.build((x_shape[0], x_shape[1], self.heads, self.head_dim))
+        self.built = True
+
+    def call(self, x, segment_ids=None, training=None):
+        qkv = self.qkv(x)  # [B, T, 3, W]
+        shape = ops.shape(x)
+        split = (shape[0], shape[1], self.heads, self.head_dim)
+        q, k, v = (ops.reshape(qkv[:, :, i], split) for i in range(3))
+        mask = None
+        if self.packed and segment_ids is not None:
+            seg = ops.expand_dims(segment_ids, 1)  # [B, 1, T]
+            mask = ops.equal(ops.expand_dims(seg, 3), ops.expand_dims(seg, 2))  # [B, 1, T, T]
+        h = ops.dot_product_attention(q, k, v, mask=mask, is_causal=True)
+        return self.drop(self.out(h), training=training)
+
+    def compute_output_shape(self, x_shape, segment_ids_shape=None):
+        return x_shape
+
+    def get_config(self):
+        return {**super().get_config(), "heads": self.heads, "head_dim": self.head_dim,
+                "packed": self.packed, "dropout": self.dropout}
+
+
+@keras.saving.register_keras_serializable(package="beamtrain")
+class ImageNormalization(layers.Layer):
+    """uint8 pixels -> ImageNet-normalised floats, on the device.
+
+    The image input pipeline sends uint8 (a quarter of float32's bytes across
+    the bus to the accelerator); the cast, the scaling to [0, 1] and the
+    ImageNet mean and std run here, in the compiled step. Float input passes
+    through unchanged (it was normalised on the host).
+    """
+
+    MEAN = (0.485, 0.456, 0.406)
+    STD = (0.229, 0.224, 0.225)
+
+    def call(self, images):
+        if "int" not in str(images.dtype):
+            return ops.cast(images, self.compute_dtype)
+        x = ops.cast(images, "float32") / 255.0
+        x = (x - ops.array(self.MEAN, "float32")) / ops.array(self.STD, "float32")
+        return ops.cast(x, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="beamtrain")
 class SegmentCausalMask(layers.Layer):
     """[B, T] segment ids -> [B, T, T] boolean mask: same segment and not in the future.
 
-    Every position may attend to itself, so rows of padding (segment 0) stay
-    well defined; their targets carry no weight.
+    Kept so models saved before :class:`CausalSelfAttention` still load; new
+    models do not use it (it holds a ``[B, T, T]`` tensor in memory).
     """
 
     def call(self, segment_ids):
@@ -69,13 +166,11 @@ def build_model(config: ModelConfig) -> keras.Model:
     x = layers.Embedding(config.vocab_size, config.width, name="token_embedding")(tokens)
     x = x + layers.Embedding(config.seq_len, config.width, name="position_embedding")(positions)
     x = layers.Dropout(config.dropout)(x)
-    mask = SegmentCausalMask(name="segment_causal_mask")(segment_ids)
     for i in range(config.layers):
         h = layers.LayerNormalization(epsilon=1e-5, name=f"block{i}_ln1")(x)
-        h = layers.MultiHeadAttention(
-            config.heads, config.width // config.heads, dropout=config.dropout,
-            name=f"block{i}_attention")(h, h, attention_mask=mask)
-        x = x + layers.Dropout(config.dropout)(h)
+        h = CausalSelfAttention(config.heads, config.width // config.heads, packed=config.packed,
+                                dropout=config.dropout, name=f"block{i}_attention")(h, segment_ids)
+        x = x + h
         h = layers.LayerNormalization(epsilon=1e-5, name=f"block{i}_ln2")(x)
         h = layers.Dense(config.width * config.mlp_ratio, activation="gelu", name=f"block{i}_mlp_in")(h)
         h = layers.Dense(config.width, name=f"block{i}_mlp_out")(h)

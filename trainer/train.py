@@ -62,7 +62,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         "row with segment ids (causal LM); pad: pad to the batch's longest")
     p.add_argument("--shuffle_buffer", type=int, default=10_000)
     p.add_argument("--cycle_length", type=int, default=4)
-    p.add_argument("--deterministic", action="store_true", help="deterministic input order")
+    p.add_argument("--deterministic", action="store_true",
+                   help="kept for old command lines: the input order is deterministic unless "
+                        "--nondeterministic")
     p.add_argument("--cache", action="store_true", help="cache the parsed records in memory")
     p.add_argument("--eval_batches", type=int, default=50, help="validation batches (0 = whole split)")
     p.add_argument("--input_check_steps", type=int, default=0,
@@ -103,19 +105,30 @@ class LanguageModelTask(loop.Task):
         a = self.args
         self.model_config = ModelConfig(
             vocab_size=vocab_size(a.data_dir), seq_len=a.seq_len, layers=a.layers,
-            width=a.width, heads=a.heads, mlp_ratio=a.mlp_ratio, dropout=a.dropout)
+            width=a.width, heads=a.heads, mlp_ratio=a.mlp_ratio, dropout=a.dropout,
+            packed=a.batching == "pack")
         self.stats = ip.load_stats(a.data_dir)
         self.train_files = ip.shard_files(a.data_dir, "train")
+        self.record_counts = ip.shard_record_counts(a.data_dir)
 
-    def input_config(self, epoch: int):
+    def input_config(self, epoch: int, skip: int = 0):
         from trainer import input_pipeline as ip
 
         a = self.args
+        exact = not getattr(a, "nondeterministic", False)
         return ip.InputConfig(
             seq_len=a.seq_len, batch_size=a.batch_size, mode=a.batching,
             shuffle_buffer=a.shuffle_buffer, cycle_length=a.cycle_length,
-            deterministic=a.deterministic, cache=a.cache,
-            seed=a.seed + epoch)  # a resumed run reshuffles instead of replaying
+            deterministic=exact, cache=a.cache,
+            # exact resume continues the stream; otherwise a resumed run reshuffles
+            seed=a.seed if exact else a.seed + epoch, skip_batches=skip,
+            pad_widths=ip.width_ladder(a.seq_len)
+            if a.batching == "bucket" and getattr(self, "jit_compile", False) else (),
+            batch_log=getattr(a, "batch_log", None), record_counts=self.record_counts)
+
+    def bounded_shapes(self) -> bool:
+        # pack: one shape; bucket: padded to a fixed ladder of widths under XLA
+        return self.args.batching in ("pack", "bucket")
 
     def build_model(self):
         from trainer.model import build_model
@@ -131,10 +144,10 @@ class LanguageModelTask(loop.Task):
                     from_logits=True, reduction="mean_with_sample_weight"),
                 "weighted_metrics": [TokenCount(), MaskedNLL()]}
 
-    def train_dataset(self, strategy, epoch: int):
+    def train_dataset(self, strategy, epoch: int, skip: int = 0):
         from trainer import input_pipeline as ip
 
-        return ip.distributed_dataset(strategy, self.train_files, self.input_config(epoch),
+        return ip.distributed_dataset(strategy, self.train_files, self.input_config(epoch, skip),
                                       self.args.batch_size, training=True, stats=self.stats)
 
     def processed(self, batch: int, logs: Dict) -> float:
@@ -156,7 +169,7 @@ class LanguageModelTask(loop.Task):
             files = ip.shard_files(a.data_dir, "validation")
         except FileNotFoundError:
             return {"validation_loss": None, "validation_perplexity": None}
-        cfg = dataclasses.replace(self.input_config(epoch), deterministic=True,
+        cfg = dataclasses.replace(self.input_config(epoch), deterministic=True, batch_log=None,
                                   mode="bucket" if a.batching == "tf_bucket" else a.batching)
         ds = ip.make_dataset(files, cfg, training=False, stats=self.stats)
         if a.eval_batches:
@@ -182,18 +195,14 @@ class LanguageModelTask(loop.Task):
 
         from trainer import input_pipeline as ip
 
-        input_config = self.input_config(epoch)
+        input_config = dataclasses.replace(self.input_config(epoch), batch_log=None)
 
-        def one_batch_fn(ctx):
-            cfg = dataclasses.replace(
-                input_config, batch_size=ctx.get_per_replica_batch_size(self.args.batch_size))
+        def one_batch_fn(ctx, batch):
+            cfg = dataclasses.replace(input_config, batch_size=batch)
             return ip.make_dataset(self.train_files, cfg, ctx, training=True,
                                    stats=self.stats).take(1).cache().repeat()
 
-        options = tf.distribute.InputOptions(
-            experimental_replication_mode=tf.distribute.InputReplicationMode.PER_REPLICA,
-            experimental_fetch_to_device=False)
-        dataset = strategy.distribute_datasets_from_function(one_batch_fn, options)
+        dataset = ip.per_replica(strategy, self.args.batch_size, one_batch_fn)
         times: List[float] = []
 
         class Timer(keras.callbacks.Callback):
@@ -220,6 +229,7 @@ def train(args: argparse.Namespace) -> Dict:
 def main(argv: Optional[List[str]] = None) -> Dict:
     logging.basicConfig(level=logging.WARNING)
     args = parse_args(argv)
+    loop.select_backend(args)
     metrics = train(args)
     print(f"model:   {os.path.join(args.model_dir, 'model.keras')}")
     print(f"metrics: {os.path.join(args.model_dir, 'metrics.json')}")

@@ -61,7 +61,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--no_flip", action="store_true", help="no random horizontal flip")
     p.add_argument("--min_crop_scale", type=float, default=0.08,
                    help="smallest random crop, as a fraction of the image area")
-    p.add_argument("--deterministic", action="store_true", help="deterministic input order")
+    p.add_argument("--deterministic", action="store_true",
+                   help="kept for old command lines: the input order is deterministic unless "
+                        "--nondeterministic")
     p.add_argument("--cache", action="store_true", help="cache the serialized records in memory")
     p.add_argument("--eval_batches", type=int, default=0, help="validation batches (0 = whole split)")
     loop.add_loop_args(p, learning_rate=3e-3, weight_decay=1e-4)
@@ -167,8 +169,12 @@ def build_cnn(config: CNNConfig):
     import keras
     from keras import layers
 
-    image = keras.Input(shape=(config.image_size, config.image_size, 3), name="image")
-    x = image
+    from trainer.model import ImageNormalization
+
+    # uint8 pixels from the input pipeline, normalised on the device
+    image = keras.Input(shape=(config.image_size, config.image_size, 3), name="image",
+                        dtype="uint8")
+    x = ImageNormalization(name="normalize")(image)
     for b in range(config.blocks):
         filters = config.width * (2 ** b)
         if b:
@@ -208,15 +214,19 @@ class ImageClassificationTask(loop.Task):
             num_classes=num_classes(a.data_dir, self.train_files), image_size=a.image_size,
             width=a.width, blocks=a.blocks, dropout=a.dropout)
         self.stats = ip.load_stats(a.data_dir)
+        self.record_counts = ip.shard_record_counts(a.data_dir)
 
-    def input_config(self, epoch: int):
+    def input_config(self, epoch: int, skip: int = 0):
         from trainer import image_input as ii
 
         a = self.args
+        exact = not getattr(a, "nondeterministic", False)
         return ii.ImageInputConfig(
             image_size=a.image_size, batch_size=a.batch_size, training=True,
-            seed=a.seed + epoch,  # a resumed run reshuffles instead of replaying
-            deterministic=a.deterministic, cache=a.cache, cycle_length=a.cycle_length,
+            # exact resume continues the stream; otherwise a resumed run reshuffles
+            seed=a.seed if exact else a.seed + epoch, skip_batches=skip, uint8=True,
+            record_counts=self.record_counts,
+            deterministic=exact, cache=a.cache, cycle_length=a.cycle_length,
             shuffle_buffer=a.shuffle_buffer, crop_scale=(a.min_crop_scale, 1.0),
             flip=not a.no_flip, max_rotation=a.max_rotation)
 
@@ -229,10 +239,11 @@ class ImageClassificationTask(loop.Task):
         return {"loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 "metrics": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]}
 
-    def train_dataset(self, strategy, epoch: int):
+    def train_dataset(self, strategy, epoch: int, skip: int = 0):
         from trainer import image_input as ii
 
-        return ii.distributed_image_dataset(strategy, self.train_files, self.input_config(epoch),
+        return ii.distributed_image_dataset(strategy, self.train_files,
+                                            self.input_config(epoch, skip),
                                             self.args.batch_size, stats=self.stats)
 
     def processed(self, batch: int, logs: Dict) -> float:
@@ -259,7 +270,8 @@ class ImageClassificationTask(loop.Task):
             files = ip.shard_files(self.args.data_dir, "validation")
         except FileNotFoundError:
             return empty
-        cfg = dataclasses.replace(self.input_config(epoch), training=False, deterministic=True)
+        cfg = dataclasses.replace(self.input_config(epoch), training=False, deterministic=True,
+                                  skip_batches=0)
         ds = ii.make_image_dataset(files, cfg, stats=self.stats)
         if self.args.eval_batches:
             ds = ds.take(self.args.eval_batches)
@@ -290,6 +302,7 @@ def train(args: argparse.Namespace) -> Dict:
 def main(argv: Optional[List[str]] = None) -> Dict:
     logging.basicConfig(level=logging.WARNING)
     args = parse_args(argv)
+    loop.select_backend(args)
     metrics = train(args)
     print(f"model:   {os.path.join(args.model_dir, 'model.keras')}")
     print(f"metrics: {os.path.join(args.model_dir, 'metrics.json')}")
