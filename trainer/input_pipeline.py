@@ -73,7 +73,7 @@ import tensorflow as tf
 
 __all__ = ["InputConfig", "shard_files", "load_stats", "shard_record_counts", "pipeline_segments",
            "bucket_boundaries", "width_ladder", "make_dataset", "distributed_dataset", "PAD_ID",
-           "MODES", "MIN_FILES_PER_PIPELINE"]
+           "MODES", "MIN_FILES_PER_PIPELINE", "pad_rows"]
 
 PAD_ID = 0
 MODES = ("bucket", "tf_bucket", "pack", "pad")
@@ -653,6 +653,18 @@ def make_dataset(files: Sequence[str], config: InputConfig,
     ds = ds.map(lambda ids, rid: _dense_example(ids, rid if with_ids else None),
                 num_parallel_calls=AUTOTUNE, deterministic=config.deterministic)
     return finish(ds)
+
+
+def pad_rows(batch, rows: int):
+    """A (features, targets, weights) batch with fewer than ``rows`` rows padded with
+    zero rows (weight 0: no loss, no metric counts them)."""
+
+    def pad(t):
+        missing = tf.maximum(rows - tf.shape(t)[0], 0)
+        paddings = tf.concat([[[0, missing]], tf.zeros([tf.rank(t) - 1, 2], tf.int32)], 0)
+        return tf.pad(t, paddings)
+
+    return tf.nest.map_structure(pad, batch)
 
 
 def _finish(ds: tf.data.Dataset, config: InputConfig, pipeline_id: int) -> tf.data.Dataset:

@@ -117,17 +117,8 @@ def add_loop_args(p: argparse.ArgumentParser, *, learning_rate: float, weight_de
 
 
 def select_backend(args: argparse.Namespace) -> None:
-    """Point Keras at ``--backend`` before it is imported (``KERAS_BACKEND``); under JAX,
-    ``--cpu_replicas K`` makes K host devices and TensorFlow (tf.data only) keeps off
-    the GPUs."""
-    import sys
-
-    if args.backend == "jax" and args.cpu_replicas and "jax" not in sys.modules:
-        flags = os.environ.get("XLA_FLAGS", "")
-        os.environ["XLA_FLAGS"] = (f"{flags} --xla_force_host_platform_device_count="
-                                   f"{args.cpu_replicas}").strip()
-    if "keras" not in sys.modules:
-        os.environ["KERAS_BACKEND"] = args.backend
+    """Under ``--backend jax`` TensorFlow (tf.data only) keeps off the GPUs. (Keras's
+    backend itself is chosen before TensorFlow is imported: :mod:`trainer.backend`.)"""
     if args.backend == "jax":
         try:
             tf.config.set_visible_devices([], "GPU")
@@ -512,6 +503,12 @@ def train(config: LoopConfig, task: Task) -> Dict:
     tf.io.gfile.makedirs(own_dir)
     spe = choose_steps_per_execution(config.steps_per_execution, devices, config.interval,
                                      max(1, config.steps - state["step"]))
+    if spe > 1 and strategy is not None and replicas > 1:
+        # Keras 3's multi-step loop fails under tf.distribute with several replicas
+        # ("You must feed a value for placeholder tensor", keras-team/keras#19246).
+        print(f"note: --steps_per_execution {spe} runs as 1 under MirroredStrategy with "
+              f"{replicas} replicas (Keras issue 19246); the JAX backend takes it")
+        spe = 1
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
         model = task.build_model()

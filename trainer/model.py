@@ -194,7 +194,7 @@ class TokenCount(keras.metrics.Metric):
         self.total.assign_add(ops.cast(ops.sum(weight), "float64"))
 
     def result(self):
-        return self.total
+        return ops.convert_to_tensor(self.total)  # a tensor, not the variable (JAX traces it)
 
     def reset_state(self):
         self.total.assign(0.0)

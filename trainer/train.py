@@ -40,6 +40,11 @@ from typing import Dict, List, Optional
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+if __name__ == "__main__":  # --backend must reach Keras before TensorFlow imports it
+    from trainer.backend import preselect
+
+    preselect()
+
 import tensorflow as tf  # noqa: E402
 
 from trainer import loop  # noqa: E402
@@ -174,6 +179,9 @@ class LanguageModelTask(loop.Task):
         ds = ip.make_dataset(files, cfg, training=False, stats=self.stats)
         if a.eval_batches:
             ds = ds.take(a.eval_batches)
+        # the last batch is short: pad it with rows of weight 0 (they change no metric),
+        # so it splits evenly over data-parallel devices
+        ds = ds.map(lambda f, t, w: ip.pad_rows((f, t, w), a.batch_size))
         if not any(True for _ in ds.take(1)):
             return {"validation_loss": None, "validation_perplexity": None}
         with warnings.catch_warnings():

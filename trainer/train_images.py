@@ -37,6 +37,11 @@ from typing import Dict, List, Optional, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+if __name__ == "__main__":  # --backend must reach Keras before TensorFlow imports it
+    from trainer.backend import preselect
+
+    preselect()
+
 import tensorflow as tf  # noqa: E402
 
 from trainer import loop  # noqa: E402
