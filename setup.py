@@ -40,7 +40,8 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    "test": ["pytest>=8", "hypothesis>=6.100", "pytest-xdist>=3.5"],
+    # jax: the trainer's --backend jax (Keras 3 on JAX, data parallel) is tested on CPU devices
+    "test": ["pytest>=8", "hypothesis>=6.100", "pytest-xdist>=3.5", "jax[cpu]==0.10.2"],
     # spacy: datatrove's Gopher filters split English words with it.
     "bench": ["datatrove==0.10.1", "spacy>=3.7", "rensa==0.5.0", "psutil>=5.9"],
 }

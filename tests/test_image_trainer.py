@@ -352,3 +352,40 @@ def test_class_count_comes_from_labels_txt_or_the_shards(tmp_path):
     captions = write_split(tmp_path / "c", [example("x", jpeg(np.zeros((H, W, 3))), caption_ids=[4, 5])], 1)
     with pytest.raises(ValueError, match="needs image/class/label.*captions"):
         ti.check_classification_shards(captions)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_uint8_pixels_cross_the_bus_and_normalise_on_the_device(tmp_path, training):
+    from trainer import image_input as ii
+    from trainer.model import ImageNormalization
+
+    files = classification_dataset(tmp_path / "d", n_train=8, n_val=8)
+    base = dict(image_size=32, batch_size=4, training=training, deterministic=True, seed=3)
+    split = files if training else ip_files(tmp_path / "d", "validation")
+    floats, _ = next(iter(ii.make_image_dataset(split, ii.ImageInputConfig(**base))))
+    pixels, _ = next(iter(ii.make_image_dataset(split, ii.ImageInputConfig(uint8=True, **base))))
+    assert pixels.dtype == tf.uint8 and floats.dtype == tf.float32
+    assert pixels.numpy().nbytes * 4 == floats.numpy().nbytes
+    on_device = ImageNormalization()(pixels).numpy()
+    # the same images; uint8 rounding moves a pixel by at most half a level: 0.5 / 255 / std
+    np.testing.assert_allclose(on_device, floats.numpy(), atol=0.5 / 255 / 0.224 + 1e-5)
+    # float input passes through unchanged
+    np.testing.assert_array_equal(ImageNormalization()(floats).numpy(), floats.numpy())
+
+
+def ip_files(data_dir, split):
+    from trainer import input_pipeline as ip
+
+    return ip.shard_files(str(data_dir), split)
+
+
+@pytest.mark.slow
+def test_jax_backend_trains_the_classifier(image_data, tmp_path):
+    pytest.importorskip("jax")
+    proc = _train(image_data, tmp_path / "m", "--steps", "40", "--backend", "jax")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["backend"] == "jax" and metrics["replicas"] == 2 and metrics["steps"] == 40
+    losses = metrics["interval_losses"]
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert metrics["validation_images"] == 31 and metrics["validation_accuracy"] > 0.6

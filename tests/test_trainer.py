@@ -433,3 +433,87 @@ def test_skipping_continues_the_same_stream(tmp_path, mode):
     resumed = tokens(dataclasses.replace(cfg, skip_batches=18), 12)
     assert whole[18:] == resumed
     assert tokens(cfg, 30) == whole  # the order is a function of the seed alone
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_workers_on_localhost_train_together_each_on_its_own_records(lm_data, tmp_path):
+    # MultiWorkerMirroredStrategy from TF_CONFIG: two processes, one CPU replica each
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    procs = []
+    for index in (0, 1):
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster,
+                                                     "task": {"type": "worker", "index": index}}))
+        cmd = _command(lm_data, tmp_path / "m", "--steps", 20, "--multi_worker",
+                       "--batch_log", tmp_path / "batches.log")
+        at = cmd.index("--cpu_replicas")
+        del cmd[at:at + 2]  # one replica per worker
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    for index, (p, out) in enumerate(zip(procs, outputs)):
+        assert p.returncode == 0, f"worker {index}:\n{out[-3000:]}"
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["steps"] == 20 and metrics["workers"] == 2 and metrics["replicas"] == 2
+    losses = metrics["interval_losses"]
+    assert len(losses) == 2 and losses[1] < losses[0]
+    # only the chief's results stay; the other worker's copies are removed
+    assert sorted(os.listdir(tmp_path / "m")) == ["checkpoints", "logs", "metrics.json",
+                                                  "model.keras"]
+    # each worker read its own half of the records
+    logs = _batch_log(tmp_path / "batches.log")
+    seen = [{rid for ids in logs[k].values() for rid in ids} for k in (0, 1)]
+    assert seen[0] and seen[1] and not seen[0] & seen[1]
+
+
+@pytest.mark.slow
+def test_xla_and_several_steps_per_host_call(lm_data, tmp_path):
+    # one CPU replica: XLA needs every replica's variables on its own device, which
+    # logical CPU devices do not give (GPUs do)
+    cmd = _command(lm_data, tmp_path / "m", "--steps", 20, "--batching", "pack",
+                   "--jit_compile", "on", "--steps_per_execution", 5)
+    at = cmd.index("--cpu_replicas")
+    del cmd[at:at + 2]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["steps"] == 20 and metrics["jit_compile"] is True
+    assert metrics["steps_per_execution"] == 5
+    losses = metrics["interval_losses"]
+    assert len(losses) == 2 and losses[1] < losses[0]
+
+
+@pytest.mark.slow
+def test_steps_per_execution_must_fit_the_intervals(lm_data, tmp_path):
+    proc = _train(lm_data, tmp_path / "m", "--steps", 20, "--steps_per_execution", 3)
+    assert proc.returncode == 2 and "must divide --steps" in proc.stderr
+
+
+@pytest.mark.slow
+def test_jax_backend_trains_the_same_model_data_parallel(lm_data, tmp_path):
+    pytest.importorskip("jax")
+    proc = _train(lm_data, tmp_path / "m", "--steps", 20, "--backend", "jax", "--batching", "pack",
+                  "--jit_compile", "on", "--steps_per_execution", 5)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["backend"] == "jax" and metrics["devices"] == ["cpu:0", "cpu:1"]
+    assert metrics["replicas"] == 2 and metrics["steps"] == 20
+    assert metrics["steps_per_execution"] == 5 and metrics["jit_compile"] is True
+    losses = metrics["interval_losses"]
+    assert len(losses) == 2 and losses[1] < losses[0] - 0.1, losses
+    assert metrics["validation_perplexity"] < np.exp(losses[0])
+    # the saved model loads back under TensorFlow's Keras, the same architecture
+    import keras
+
+    import trainer.model  # noqa: F401  (registers the custom layers)
+
+    model = keras.saving.load_model(tmp_path / "m" / "model.keras")
+    assert model.count_params() == metrics["model"]["parameters"]

@@ -445,6 +445,49 @@ def training_callbacks(config: LoopConfig, throughput_callback, checkpoint_dir: 
 # The loop
 
 
+def _build_for_multi_worker(model, strategy, dataset) -> None:
+    """Build the compiled model's metrics and loss from the input's element spec.
+
+    Keras 3's ``fit`` does this by averaging a first batch over the replicas,
+    which fails under MultiWorkerMirroredStrategy for a dict of features
+    (the collective reduce takes one tensor); shapes and dtypes are all it
+    needs, and the distributed dataset's spec has them.
+    """
+    def local(spec):
+        specs = getattr(spec, "_value_specs", None)
+        return specs[0] if specs else spec
+
+    batch = tf.nest.map_structure(local, dataset.element_spec)
+    with strategy.scope():
+        model._symbolic_build(data_batch=batch)  # noqa: SLF001
+    model._maybe_symbolic_build = lambda *args, **kwargs: None  # noqa: SLF001
+    _patch_scalar_log_reduce()
+
+
+def _patch_scalar_log_reduce() -> None:
+    """Keras 3 averages each step's logs over the workers with ``axis=0``, which fails
+    for scalar logs (loss, metrics) under MultiWorkerMirroredStrategy; average them
+    with ``axis=None`` there instead (every other case goes to Keras unchanged)."""
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original = tf_trainer.reduce_per_replica
+    if getattr(original, "_beamtrain", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if (reduction in ("auto", "mean")
+                and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)):
+            def mean(v):
+                if isinstance(v, tf.distribute.DistributedValues):
+                    return strategy.reduce("MEAN", v, axis=None)
+                return v
+            return tf.nest.map_structure(mean, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._beamtrain = True
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+
 def _worker(config: LoopConfig, strategy) -> Tuple[int, bool]:
     """This process's worker index and whether it is the chief (writes the results)."""
     if not config.multi_worker:
@@ -524,8 +567,11 @@ def train(config: LoopConfig, task: Task) -> Dict:
     if state["step"] < config.steps:
         # exact resume: continue the same input stream past the batches trained on
         skip = 0 if config.nondeterministic else state["step"]
+        dataset = task.train_dataset(strategy, state["epoch"], skip)
+        if config.multi_worker:
+            _build_for_multi_worker(model, strategy, dataset)
         history = model.fit(
-            task.train_dataset(strategy, state["epoch"], skip),
+            dataset,
             epochs=math.ceil(config.steps / config.interval), steps_per_epoch=config.interval,
             initial_epoch=state["epoch"],
             callbacks=training_callbacks(

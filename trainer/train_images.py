@@ -42,6 +42,7 @@ if __name__ == "__main__":  # --backend must reach Keras before TensorFlow impor
 
     preselect()
 
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from trainer import loop  # noqa: E402
@@ -281,12 +282,26 @@ class ImageClassificationTask(loop.Task):
         if self.args.eval_batches:
             ds = ds.take(self.args.eval_batches)
 
-        @tf.function
-        def step(images, labels):
+        import keras
+
+        def counts(images, labels):
             logits = tf.cast(model(images, training=False), tf.float32)
             nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
             correct = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels)
             return tf.reduce_sum(tf.cast(nll, tf.float64)), tf.reduce_sum(tf.cast(correct, tf.int64))
+
+        if keras.backend.backend() == "tensorflow":
+            step = tf.function(counts)
+        else:  # JAX: the model runs on NumPy input, the counting in TensorFlow eagerly
+            def step(images, labels):
+                logits = tf.constant(np.asarray(model.predict_on_batch(images.numpy()), np.float32))
+                return counts_from_logits(logits, labels)
+
+            def counts_from_logits(logits, labels):
+                nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+                correct = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels)
+                return (tf.reduce_sum(tf.cast(nll, tf.float64)),
+                        tf.reduce_sum(tf.cast(correct, tf.int64)))
 
         loss_sum, correct, images = 0.0, 0, 0
         for batch_images, labels in ds:
