@@ -2,7 +2,8 @@
 
     python -m trainer.train --data_dir DIR --model_dir M --steps N --batch_size GLOBAL \\
         [--seq_len 512 --layers 4 --width 256 --heads 4] [--batching bucket|pack|pad|tf_bucket] \\
-        [--cpu_replicas K] [--checkpoint_every 100]
+        [--cpu_replicas K] [--checkpoint_every 100] [--jit_compile auto|on|off] \\
+        [--steps_per_execution N] [--backend tensorflow|jax] [--multi_worker] [--batch_log FILE]
 
 The loop (strategy, precision, compile, checkpoints and resume, metrics.json,
 model export) is :mod:`trainer.loop`'s; this module supplies the language
