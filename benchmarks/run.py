@@ -51,9 +51,27 @@ def main(argv=None) -> None:
 
     languages.main([])  # held-out: the Debian Reference in nine languages (skipped without it)
 
+    print()
+    gpu_bench()
+
     from benchmarks import scaling
 
     scaling.main(["--sizes", "3,10" if args.quick else "30,100,300,1000"])
+
+
+def gpu_bench() -> None:
+    """The trainer's model on an accelerator, under Keras's JAX backend, in its own process
+    (the backend is chosen when Keras is first imported); skipped without a GPU."""
+    import subprocess
+
+    probe = subprocess.run([sys.executable, "-c", "import jax; print(jax.default_backend())"],
+                           capture_output=True, text=True, env=dict(os.environ, KERAS_BACKEND="jax"))
+    if probe.returncode != 0 or probe.stdout.strip() not in ("gpu", "cuda", "rocm", "tpu"):
+        print("# gpu_lm: skipped (no GPU for JAX here); run "
+              "KERAS_BACKEND=jax python -m benchmarks.gpu_lm on a GPU machine")
+        return
+    subprocess.run([sys.executable, "-m", "benchmarks.gpu_lm"], cwd=ROOT,
+                   env=dict(os.environ, KERAS_BACKEND="jax"), check=False)
 
 
 def input_bench(quick: bool = False) -> None:

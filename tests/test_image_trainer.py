@@ -389,3 +389,21 @@ def test_jax_backend_trains_the_classifier(image_data, tmp_path):
     losses = metrics["interval_losses"]
     assert losses[-1] < 0.5 * losses[0], losses
     assert metrics["validation_images"] == 31 and metrics["validation_accuracy"] > 0.6
+
+
+def test_image_stream_resumes_by_skipping_batches(tmp_path):
+    from trainer import image_input as ii
+
+    files = classification_dataset(tmp_path / "d", n_train=24, n_val=3)
+    cfg = ii.ImageInputConfig(image_size=24, batch_size=4, deterministic=True, seed=5, uint8=True,
+                              with_ids=True)
+
+    def ids(config, n):
+        return [[i.decode() for i in x["id"].numpy()]
+                for x, _ in ii.make_image_dataset(files, config).take(n)]
+
+    import dataclasses
+
+    whole = ids(cfg, 14)
+    assert ids(dataclasses.replace(cfg, skip_batches=9), 5) == whole[9:]
+    assert len({tuple(b) for b in whole}) > 1
