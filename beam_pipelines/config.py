@@ -373,6 +373,58 @@ class PairRunConfig(ImageRunConfig):
     kind: str = dataclasses.field(default="pairs", init=False)
 
 
+@dataclasses.dataclass(frozen=True)
+class AudioRunConfig(RunConfig):
+    """``python -m beam_pipelines.audio``: audio files and transcripts, decoded, checked,
+    deduplicated, normalised; transcripts through the caption steps."""
+
+    audio: Dict[str, Any]  # transforms.audio.process.AudioConfig's fields
+    max_file_bytes: int
+    audio_root: Optional[str]
+    dedup: bool
+    near_dup_hamming: int  # -1: no near-duplicate removal
+    captions: CaptionSettings
+    kind: str = dataclasses.field(default="audio", init=False)
+
+    def audio_config(self):
+        from transforms.audio.process import AudioConfig
+
+        return AudioConfig(**self.audio)
+
+
+def audio_config(options: PipelineOptions) -> AudioRunConfig:
+    """The audio pipeline's configuration; raises :class:`OptionError` naming a bad flag."""
+    from beam_pipelines.options import AudioPipelineOptions
+
+    o = options.view_as(AudioPipelineOptions)
+    check_values(options, AudioPipelineOptions)
+    audio = dict(sample_rate=o.sample_rate, audio_format=o.audio_format,
+                 min_seconds=o.min_seconds, max_seconds=o.max_seconds, split_long=not o.no_split,
+                 max_input_seconds=o.max_input_seconds, max_channels=o.max_channels,
+                 silence_db=o.silence_db, trim=not o.no_trim,
+                 loudness_lufs=None if o.loudness_lufs == 0 else o.loudness_lufs,
+                 max_clipped_fraction=o.max_clipped_fraction)
+    try:
+        from transforms.audio.process import AudioConfig
+
+        AudioConfig(**audio)
+    except ValueError as e:
+        raise OptionError(f"--audio flags: {e}") from e
+    if o.caption_min_chars < 0 or o.caption_max_chars < o.caption_min_chars:
+        raise OptionError("--caption_min_chars / --caption_max_chars: need 0 <= min <= max")
+    if o.caption_pii_mode == "pseudonym" and not _salt(o.caption_pii_mode, o.caption_pii_salt_env):
+        raise OptionError(f"--caption_pii_mode: pseudonyms need a salt in ${o.caption_pii_salt_env}")
+    captions = CaptionSettings(
+        min_chars=o.caption_min_chars, max_chars=o.caption_max_chars,
+        blocklist_file=o.caption_blocklist_file, blocklist_threshold=o.caption_blocklist_threshold,
+        pii_mode=o.caption_pii_mode, pii_salt_env=o.caption_pii_salt_env,
+        tokenizer_model=o.caption_tokenizer_model, vocab_size=o.caption_vocab_size)
+    return AudioRunConfig(**_run_settings(options, o), audio=audio,
+                          max_file_bytes=o.max_audio_file_mb << 20,
+                          audio_root=o.audio_root or None, dedup=not o.no_audio_dedup,
+                          near_dup_hamming=o.audio_near_dup_hamming, captions=captions)
+
+
 def _image_settings(options: PipelineOptions, view, kind: str) -> Dict[str, Any]:
     check_values(options, type(view))
     near = view.near_dup_hamming

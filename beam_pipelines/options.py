@@ -452,6 +452,47 @@ CAPTION_STEPS = (
 )
 
 
+AUDIO_STEPS = (
+    Group("audio", (
+        Flag("sample_rate", int, 16000, check=in_range(1000, 384000),
+             help="Output sample rate (Hz); every clip is mixed down to mono.",
+             regex=r"^[1-9][0-9]{3,5}$", regex_help="1000 to 384000."),
+        Flag("audio_format", default="flac", choices=("flac", "wav"),
+             help="Encoding of audio/encoded: 16-bit PCM FLAC or WAV."),
+        Flag("audio_root", check=folder,
+             help="Transcript tables and manifests: audio paths must lie inside this folder "
+             "(default: the table's own folder); others are dead-lettered unread.",
+             regex=GS_PATH),
+        Flag("loudness_lufs", float, -23.0,
+             help="EBU R128 integrated loudness target (LUFS); 0 keeps the level.",
+             regex=r"^-?[0-9]+(\.[0-9]+)?$"),
+        Flag("no_trim", boolean, False, help="Keep leading and trailing silence."),
+    )),
+    Group("audio checks", (
+        Flag("min_seconds", float, 0.5, check=in_range(0.01), regex=NUMBER),
+        Flag("max_seconds", float, 30.0, check=in_range(0.1), regex=NUMBER,
+             help="Longer clips are split at silences into segments no longer than this "
+             "(--no_split: filtered as too_long)."),
+        Flag("no_split", boolean, False),
+        Flag("max_input_seconds", float, 4 * 3600.0, check=in_range(1.0), regex=NUMBER,
+             help="Files whose header claims more are refused before decoding."),
+        Flag("max_channels", int, 8, check=in_range(1, 255)),
+        Flag("silence_db", float, -50.0, help="dBFS below which audio is silence.",
+             regex=r"^-[0-9]+(\.[0-9]+)?$"),
+        Flag("max_clipped_fraction", float, 0.01, check=FRACTION_BELOW_1,
+             help="Share of samples at full scale above which a clip is filtered (clipping)."),
+        Flag("max_audio_file_mb", int, 256, check=in_range(1)),
+    )),
+    Group("audio duplicates", (
+        Flag("audio_near_dup_hamming", int, 15, check=in_range(-1, 15),
+             help="Near-duplicate clips: spectral-hash Hamming distance up to this (0-15, of "
+             "128 bits); -1 turns it off.",
+             regex=r"^(-1|[0-9]|1[0-5])$", regex_help="-1 (off) or 0 to 15."),
+        Flag("no_audio_dedup", boolean, False),
+    )),
+)
+
+
 def _declared_once(*families: Sequence[Group]) -> None:
     seen: Dict[str, Flag] = {}
     for groups in families:
@@ -461,7 +502,7 @@ def _declared_once(*families: Sequence[Group]) -> None:
                     raise TypeError(f"--{flag.name} is declared twice")
 
 
-_declared_once(OUTPUT, TEXT_STEPS, IMAGE_STEPS, CAPTION_STEPS)
+_declared_once(OUTPUT, TEXT_STEPS, IMAGE_STEPS, CAPTION_STEPS, AUDIO_STEPS)
 
 
 def add_groups(parser, groups: Sequence[Group]) -> None:
@@ -519,6 +560,17 @@ class MultimodalPipelineOptions(PipelineOptions):
     """``python -m beam_pipelines.multimodal``: the image pipeline's flags and the captions'."""
 
     GROUPS = OUTPUT + IMAGE_STEPS + CAPTION_STEPS
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        add_groups(parser, cls.GROUPS)
+
+
+class AudioPipelineOptions(PipelineOptions):
+    """``python -m beam_pipelines.audio``: the output flags, the audio steps' and (for the
+    transcripts) the captions'."""
+
+    GROUPS = OUTPUT + AUDIO_STEPS + CAPTION_STEPS
 
     @classmethod
     def _add_argparse_args(cls, parser):

@@ -257,7 +257,7 @@ def _fields(buf: bytes, pos: int, end: int) -> List[Tuple[int, int, int]]:
     return out
 
 
-_ID_KEYS = (b"image/id", b"id")  # images first: a pair's Example has only image/id
+_ID_KEYS = (b"image/id", b"audio/id", b"id")  # a pair's Example has only image/id, a clip audio/id
 
 
 def example_id(serialized: bytes) -> str:

@@ -147,13 +147,18 @@ def test_broken_files_are_dead_letters_with_reasons():
     flac[18:26] = ((fields >> 36 << 36) | claim).to_bytes(8, "big")
     assert ap.probe(bytes(flac))["seconds"] == pytest.approx(36000, rel=1e-3)
     assert reason(bytes(flac), max_input_seconds=3600) == ("too_long_to_decode", True)
-    # a WAV data size claiming hours is clamped to the file by FFmpeg itself: what is
-    # there is decoded (here one second of zeros: silence)
-    second = np.zeros(48000 * 2, np.int16).tobytes()
-    big = 5 * 3600 * 48000 * 4
-    header = (b"RIFF" + struct.pack("<I", 36 + big) + b"WAVEfmt " + struct.pack(
-        "<IHHIIHH", 16, 1, 2, 48000, 48000 * 4, 4, 16) + b"data" + struct.pack("<I", big))
-    assert reason(header + second, max_input_seconds=3600) == ("silence", False)
+    # a WAV data chunk claiming hours (FFmpeg would clamp it to the file): refused from
+    # the header; a smaller claim than the limit, but more than the file holds: truncated
+    second = (np.sin(np.arange(48000 * 2) / 9.0) * 8000).astype(np.int16).tobytes()
+
+    def wav_claiming(seconds):
+        big = int(seconds * 48000 * 4)
+        return (b"RIFF" + struct.pack("<I", 36 + big) + b"WAVEfmt " + struct.pack(
+            "<IHHIIHH", 16, 1, 2, 48000, 48000 * 4, 4, 16) + b"data" + struct.pack("<I", big))
+
+    assert reason(wav_claiming(5 * 3600) + second, max_input_seconds=3600) == ("too_long_to_decode", True)
+    assert reason(wav_claiming(60) + second) == ("truncated", True)
+    assert ap.process_audio(wav_claiming(1.0) + second)[1]  # an honest header decodes
     many = container(speechlike(), channels=2)
     assert reason(many, max_channels=1) == ("too_many_channels", True)
 

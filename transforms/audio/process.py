@@ -14,7 +14,10 @@ FFmpeg's demuxers from memory.
    before a sample is decoded (``too_long_to_decode``, ``too_many_channels``):
    a header claiming ten hours cannot make the worker decode ten hours. While
    decoding, the same budget is enforced on the samples actually produced,
-   in case the header understates.
+   in case the header understates. FFmpeg clamps a WAV data chunk that claims
+   more than the file holds, so a WAV header is also read here: a claim over
+   the limit is refused, and a file holding under 90% of its claim is
+   ``truncated``.
 2. **Decode** to float32 at the source rate, every channel mixed down to mono
    (FFmpeg's resampler), and measure clipping there, before anything changes
    the level. Broken input is a dead letter with FFmpeg's message:
@@ -184,10 +187,36 @@ def _probe(container) -> dict:
             "sample_rate": int(ctx.sample_rate or 0), "seconds": seconds, "stream": stream}
 
 
+def _wav_claim(data: bytes) -> Optional[Tuple[float, float]]:
+    """(seconds the RIFF/WAVE header's data chunk claims, seconds the file holds), for PCM
+    WAV; None for anything else. FFmpeg clamps a claim to the file, which hides a cut file."""
+    if len(data) < 44 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    pos, byte_rate = 12, 0
+    while pos + 8 <= len(data):
+        tag, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        if tag == b"fmt " and size >= 16 and pos + 24 <= len(data):
+            byte_rate = int.from_bytes(data[pos + 16:pos + 20], "little")
+        elif tag == b"data":
+            if not byte_rate:
+                return None
+            held = max(0, len(data) - (pos + 8))
+            return size / byte_rate, held / byte_rate
+        pos += 8 + size + (size & 1)
+    return None
+
+
 def decode(data: bytes, config: AudioConfig = AudioConfig()) -> Decoded:
     """Bytes -> :class:`Decoded` (mono float32 at ``config.sample_rate``), within the limits."""
     import av
 
+    claim = _wav_claim(data)
+    if claim is not None and claim[0] > config.max_input_seconds:
+        raise AudioReject("too_long_to_decode", f"the WAV header claims {claim[0]:.0f} s, over "
+                                                f"the {config.max_input_seconds:.0f} s limit")
+    if claim is not None and claim[0] > 0.5 and claim[1] < 0.9 * claim[0]:
+        raise AudioReject("truncated", f"the WAV header claims {claim[0]:.2f} s, the file holds "
+                                       f"{claim[1]:.2f} s")
     container = _open(data)
     try:
         info = _probe(container)

@@ -423,8 +423,13 @@ def _tar_end_problem(tar: tarfile.TarFile, stream: _Recent) -> Optional[str]:
 
 
 def read_webdataset(path: str, rel: str, max_member_bytes: int,
-                    max_sample_bytes: int = MAX_SAMPLE_BYTES) -> Iterator:
+                    max_sample_bytes: int = MAX_SAMPLE_BYTES,
+                    media_extensions: Tuple[str, ...] = IMAGE_EXTENSIONS) -> Iterator:
     """WebDataset shards, streamed: one record per sample (adjacent members sharing a key).
+
+    ``media_extensions`` name the member that is the sample's media (images
+    here; the audio reader passes audio extensions); the record holds it as
+    ``image_bytes`` whatever it is.
 
     ``position`` is the 1-based index of a member in the tar (of a sample's
     first member kept, for a record). Memory holds one sample, at most
@@ -473,7 +478,7 @@ def read_webdataset(path: str, rel: str, max_member_bytes: int,
                             continue
                         emitted.add(digest)
                         sample = _Sample(key)
-                    is_image = ext in IMAGE_EXTENSIONS
+                    is_image = ext in media_extensions
                     if ext in sample.extensions or (is_image and sample.image_name):
                         first = sample.image_name if is_image and sample.image_name else f"{key}{ext}"
                         yield dead("duplicate_member",

@@ -75,6 +75,14 @@ IMAGE_KEYS = {"image/encoded": "bytes", "image/format": "bytes", "image/height":
               "caption/text": "bytes", "caption/input_ids": "int64"}
 
 
+AUDIO_KEYS = {"audio/encoded": "bytes", "audio/format": "bytes", "audio/sample_rate": "int64",
+              "audio/num_samples": "int64", "audio/id": "bytes", "transcript/text": "bytes",
+              "transcript/input_ids": "int64"}
+# An audio clip's transcript is there only when it has one: in the contract, not a TFDS
+# feature (as url and license for text).
+OPTIONAL_KEYS = OPTIONAL_KEYS + ("transcript/text", "transcript/input_ids")
+
+
 class TfdsMetadataError(RuntimeError):
     """The TFDS metadata could not be written; the message says why."""
 
@@ -175,7 +183,7 @@ def _first_record(path: str) -> Optional[bytes]:
 def output_kind(config: Dict[str, Any]) -> str:
     """text, images or pairs, from the run's config (manifest.json's ``config``)."""
     kind = config.get("kind")
-    if kind in ("images", "pairs"):
+    if kind in ("images", "pairs", "audio"):
         return kind
     if "steps" in config:
         return "text"
@@ -195,6 +203,10 @@ def expected_keys(config: Dict[str, Any]) -> Dict[str, str]:
         tokenized = "tokenize" in (config.get("steps") or [])
         return {"id": "bytes", "source": "bytes", ("input_ids" if tokenized else "text"):
                 ("int64" if tokenized else "bytes")}
+    if kind == "audio":
+        keys = {k: AUDIO_KEYS[k] for k in ("audio/encoded", "audio/format", "audio/sample_rate",
+                                            "audio/num_samples", "audio/id")}
+        return keys
     keys = {k: IMAGE_KEYS[k] for k in ("image/encoded", "image/format", "image/height",
                                         "image/width", "image/id")}
     if kind == "images" and config.get("labels_from_dirs"):
@@ -237,6 +249,13 @@ def build_features(keys: Sequence[str], image_shape=(None, None, 3),
         "caption/text": lambda: F.Text(doc="caption"),
         "caption/input_ids": lambda: F.Tensor(shape=(None,), dtype=np.int64,
                                               doc="SentencePiece ids of the caption"),
+        "audio/encoded": lambda: F.Tensor(shape=(), dtype=np.object_,
+                                          doc="the clip's file bytes: 16-bit mono FLAC or WAV "
+                                              "(audio/format)"),
+        "audio/format": lambda: F.Text(doc="flac or wav"),
+        "audio/sample_rate": lambda: F.Tensor(shape=(), dtype=np.int64),
+        "audio/num_samples": lambda: F.Tensor(shape=(), dtype=np.int64),
+        "audio/id": lambda: F.Text(doc="record id (#k: segment k of a split file)"),
     }
     nested: Dict[str, Any] = {}
     for key in sorted(keys):
@@ -350,7 +369,7 @@ def _write_tfds_metadata(output_dir: str, manifest: Dict[str, Any]) -> List[str]
     observed = _observed_keys(output_dir, manifest["shards"])
     if observed:
         kinds = {k: v[0] for k, v in observed.items()}
-        contract = TEXT_KEYS if kind == "text" else IMAGE_KEYS
+        contract = {"text": TEXT_KEYS, "audio": AUDIO_KEYS}.get(kind, IMAGE_KEYS)
         wrong = {k: v for k, v in kinds.items() if contract.get(k) != v}
         if wrong:
             raise TfdsMetadataError(

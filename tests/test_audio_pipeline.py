@@ -1,0 +1,120 @@
+"""The audio pipeline end to end on data/sample/audio: every planted defect accounted for with
+its reason, transcripts from each layout, duplicates across containers, the output contract."""
+
+import io
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("av")
+
+from conftest import read_dead_letter, read_shards  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLE = os.path.join(ROOT, "data", "sample", "audio")
+INPUTS = ["librispeech/*/*/*.trans.txt", "nemo/manifest.jsonl", "commonvoice/validated.tsv",
+          "webdataset/*.tar", "broken/*", "duplicates/*", "video/*"]
+
+
+def run_audio(inputs, output_dir, *extra):
+    from beam_pipelines import audio
+
+    argv = []
+    for pattern in inputs:
+        argv += ["--input", str(pattern)]
+    argv += ["--output_dir", str(output_dir)] + [str(a) for a in extra]
+    return audio.run(argv)
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("audio") / "out"
+    stats = run_audio([os.path.join(SAMPLE, p) for p in INPUTS], out,
+                      "--max_dead_letter_fraction", "0.5")
+    return out, stats
+
+
+def test_every_planted_defect_has_its_reason_and_every_record_is_accounted(sample_run):
+    out, stats = sample_run
+    assert stats["dead_letter"] == {"empty": 1, "not_audio": 2, "truncated": 1,
+                                    "zero_duration": 1, "too_long_to_decode": 1}
+    assert stats["filtered"] == {"clipping": 1, "silence": 2, "too_short": 1}
+    # exact: the same samples in FLAC and WAV; near: the same speech re-encoded as Opus,
+    # and the untranscribed copies against the transcribed original
+    assert stats["duplicates"]["exact"] == 1 and stats["duplicates"]["near"] == 2
+    total = (stats["records_out"] + sum(stats["filtered"].values())
+             + sum(stats["duplicates"].values()) + sum(stats["dead_letter"].values()))
+    assert stats["records_in"] == total == 30
+    dead = {os.path.basename(e["source"]): e["reason"] for e in read_dead_letter(out)}
+    assert dead["empty.wav"] == "empty" and dead["truncated.flac"] == "truncated"
+    assert dead["long_claim.wav"] == "too_long_to_decode" and dead["zero_length.wav"] == "zero_duration"
+    assert dead["not_audio.mp3"] == "not_audio" and dead["corrupt.wav"] == "not_audio"
+
+
+def test_clips_are_mono_at_the_rate_with_transcripts_where_there_were_some(sample_run):
+    import av
+
+    out, stats = sample_run
+    records = read_shards(out)
+    assert len(records) == stats["records_out"] == 17
+    with_text = [r for r in records if "transcript/text" in r]
+    # 6 LibriSpeech + 3 NeMo + 3 Common Voice + 4 WebDataset transcripts, less what was dropped
+    assert len(with_text) >= 14
+    for r in with_text:
+        assert r["transcript/input_ids"] and r["transcript/text"][0]
+    # one survivor of the four copies of utterance 1001-10-0000 (FLAC with its transcript,
+    # a byte copy, the same samples as WAV, an Opus re-encoding)
+    from transforms.read.corpus import derive_id
+
+    group = {"librispeech-1001-10-0000"} | {derive_id(f"{name}", 0) for name in (
+        "exact_copy.flac", "same_audio_other_container.wav", "near_copy.ogg")}
+    ids = {r["audio/id"][0].decode() for r in records}
+    assert len(ids & group) == 1, ids & group
+    for r in records:
+        assert r["audio/sample_rate"] == [16000] and r["audio/format"] == [b"flac"]
+        with av.open(io.BytesIO(r["audio/encoded"][0])) as c:
+            stream = c.streams.audio[0]
+            samples = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(stream)])
+            assert stream.codec_context.sample_rate == 16000 and stream.codec_context.channels == 1
+        assert samples.size == r["audio/num_samples"][0]
+        assert 0.5 <= samples.size / 16000 <= 30.0
+    assert (out / "tokenizer" / "spm.model").exists()
+    hist = stats["histograms"]
+    assert set(hist) >= {"audio_seconds_x10", "audio_source_sample_rate"}
+    info = stats["info"]
+    assert info["codec.mp3float"] == 3 and info["container.matroska"] == 1  # the video's track
+    assert info["audio_seconds_out_x1000"] < info["audio_seconds_in_x1000"]
+
+
+def test_output_passes_verify(sample_run):
+    from beam_pipelines import verify
+
+    out, _ = sample_run
+    assert verify.main([str(out)]) == 0
+
+
+def test_manifest_paths_stay_inside_the_root_and_slices_are_refused(tmp_path):
+    src = tmp_path / "corpus"
+    (src / "audio").mkdir(parents=True)
+    good = os.path.join(SAMPLE, "nemo", "audio", "meet_at_noon.wav")
+    shutil.copy(good, src / "audio" / "a.wav")
+    outside = tmp_path / "secret.wav"
+    shutil.copy(good, outside)
+    lines = [{"audio_filepath": "audio/a.wav", "duration": 2.5, "text": "we will meet again"},
+             {"audio_filepath": "../secret.wav", "text": "escape"},
+             {"audio_filepath": str(outside), "text": "absolute escape"},
+             {"audio_filepath": "audio/a.wav", "offset": 1.0, "duration": 1.0, "text": "a slice"},
+             {"audio_filepath": "https://example.com/x.wav", "text": "remote"},
+             {"audio_filepath": "audio/missing.wav", "text": "gone"}]
+    (src / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines) + "{not json\n")
+    stats = run_audio([src / "manifest.jsonl"], tmp_path / "out", "--max_dead_letter_fraction", "0.9")
+    assert stats["records_out"] == 1
+    assert stats["dead_letter"] == {"path_outside_root": 2, "sliced_manifest_entry": 1,
+                                    "remote_audio_not_fetched": 1, "missing_audio": 1,
+                                    "malformed_json": 1}
+    entries = read_dead_letter(tmp_path / "out")
+    assert not any("secret" in json.dumps(e.get("raw", "")) for e in entries
+                   if e["reason"] == "path_outside_root" and e.get("raw"))
