@@ -35,6 +35,14 @@ demo: $(STAMP)
 	$(PY) -m beam_pipelines.multimodal --input 'data/sample/multimodal/coco/captions.json' \
 		--input 'data/sample/multimodal/laion/pairs.tsv' --input 'data/sample/multimodal/webdataset/*.tar' \
 		--output_dir $(DEMO_OUT)/pairs --image_size 64 --caption_vocab_size 400 --max_dead_letter_fraction 0.3
+	$(PY) -m beam_pipelines.audio --input 'data/sample/audio/librispeech/*/*/*.trans.txt' \
+		--input 'data/sample/audio/nemo/manifest.jsonl' --input 'data/sample/audio/commonvoice/validated.tsv' \
+		--input 'data/sample/audio/webdataset/*.tar' --input 'data/sample/audio/duplicates/*' \
+		--input 'data/sample/audio/video/*' --input 'data/sample/audio/broken/*' \
+		--output_dir $(DEMO_OUT)/audio --caption_vocab_size 300 --max_dead_letter_fraction 0.5
+	rm -rf $(DEMO_OUT)/audio/model
+	$(PY) -m trainer.train_audio --data_dir $(DEMO_OUT)/audio --model_dir $(DEMO_OUT)/audio/model \
+		--steps 20 --batch_size 4 --width 64 --cpu_replicas 2 --checkpoint_every 10 --verbose 2
 
 # The suite runs the text pipeline on an embedded Flink too: the job server is
 # fetched first (Maven; java and mvn on PATH), and its test fails, not skips, without it.

@@ -87,6 +87,11 @@ def test_clips_are_mono_at_the_rate_with_transcripts_where_there_were_some(sampl
     info = stats["info"]
     assert info["codec.mp3float"] == 3 and info["container.matroska"] == 1  # the video's track
     assert info["audio_seconds_out_x1000"] < info["audio_seconds_in_x1000"]
+    audio = stats["audio"]
+    assert 0 < audio["hours_out"] < audio["hours_in"] < 0.1
+    assert audio["codecs"]["flac"] >= 6 and audio["containers"]["ogg"] == 2
+    report = (out / "report.html").read_text()
+    assert '<section id="audio">' in report and "hours written" in report
 
 
 def test_output_passes_verify(sample_run):
@@ -118,3 +123,55 @@ def test_manifest_paths_stay_inside_the_root_and_slices_are_refused(tmp_path):
     entries = read_dead_letter(tmp_path / "out")
     assert not any("secret" in json.dumps(e.get("raw", "")) for e in entries
                    if e["reason"] == "path_outside_root" and e.get("raw"))
+
+
+# ---------------------------------------------------------------- trainer input and CTC demo
+
+
+def test_audio_input_log_mel_spec_augment_and_duration_buckets(sample_run):
+    import glob
+
+    import tensorflow as tf
+
+    from trainer import audio_input as ai
+
+    out, stats = sample_run
+    files = sorted(glob.glob(str(out / "data" / "*.tfrecord")))
+    cfg = ai.AudioInputConfig(batch_size=4, training=False, with_ids=True)
+    rows = 0
+    for features, labels in ai.make_audio_dataset(files, cfg):
+        x, lengths = features["features"].numpy(), features["feature_lengths"].numpy()
+        assert x.shape[0] == labels.shape[0] and x.shape[2] == 80
+        assert x.shape[1] == lengths.max()  # padded to the batch's own longest clip
+        # frames of 10 ms: a batch's clips lie within one 2-second bucket
+        assert lengths.max() // 200 == lengths.min() // 200
+        for row, n in zip(x, lengths):
+            assert not row[n:].any()  # padding is zeros
+        rows += x.shape[0]
+    assert rows == stats["records_out"]  # evaluation reads every clip once
+    # SpecAugment zeroes whole mel bands and time spans, differently per seed
+    feats = ai.log_mel(tf.sin(tf.range(16000, dtype=tf.float32) / 3.0), 16000, 80)
+    masked = ai.spec_augment(feats, tf.constant([7, 1]), ai.AudioInputConfig()).numpy()
+    zero_bands = (masked == 0).all(axis=0).sum()
+    zero_frames = (masked == 0).all(axis=1).sum()
+    assert zero_bands >= 1 and 1 <= zero_frames <= 20  # time masks: at most 10% each
+    again = ai.spec_augment(feats, tf.constant([8, 1]), ai.AudioInputConfig()).numpy()
+    assert not np.array_equal(masked, again)
+
+
+@pytest.mark.slow
+def test_ctc_model_trains_on_two_cpu_replicas(sample_run, tmp_path):
+    import subprocess
+    import sys
+
+    out, _ = sample_run
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainer.train_audio", "--data_dir", str(out), "--model_dir",
+         str(tmp_path / "m"), "--steps", "20", "--batch_size", "4", "--width", "64",
+         "--cpu_replicas", "2", "--checkpoint_every", "10", "--verbose", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["steps"] == 20 and metrics["replicas"] == 2
+    losses = metrics["interval_losses"]
+    assert len(losses) == 2 and losses[1] < losses[0], losses

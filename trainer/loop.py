@@ -445,13 +445,15 @@ def training_callbacks(config: LoopConfig, throughput_callback, checkpoint_dir: 
 # The loop
 
 
-def _build_for_multi_worker(model, strategy, dataset) -> None:
+def _build_from_spec(model, strategy, dataset) -> None:
     """Build the compiled model's metrics and loss from the input's element spec.
 
     Keras 3's ``fit`` does this by averaging a first batch over the replicas,
-    which fails under MultiWorkerMirroredStrategy for a dict of features
-    (the collective reduce takes one tensor); shapes and dtypes are all it
-    needs, and the distributed dataset's spec has them.
+    which fails when the replicas' batches differ in shape (dynamic padding:
+    each replica pads to its own longest) and, under
+    MultiWorkerMirroredStrategy, for any dict of features (the collective
+    reduce takes one tensor); shapes and dtypes are all it needs, and the
+    distributed dataset's spec has them.
     """
     def local(spec):
         specs = getattr(spec, "_value_specs", None)
@@ -461,7 +463,6 @@ def _build_for_multi_worker(model, strategy, dataset) -> None:
     with strategy.scope():
         model._symbolic_build(data_batch=batch)  # noqa: SLF001
     model._maybe_symbolic_build = lambda *args, **kwargs: None  # noqa: SLF001
-    _patch_scalar_log_reduce()
 
 
 def _patch_scalar_log_reduce() -> None:
@@ -568,8 +569,10 @@ def train(config: LoopConfig, task: Task) -> Dict:
         # exact resume: continue the same input stream past the batches trained on
         skip = 0 if config.nondeterministic else state["step"]
         dataset = task.train_dataset(strategy, state["epoch"], skip)
+        if strategy is not None and replicas > 1:
+            _build_from_spec(model, strategy, dataset)
         if config.multi_worker:
-            _build_for_multi_worker(model, strategy, dataset)
+            _patch_scalar_log_reduce()
         history = model.fit(
             dataset,
             epochs=math.ceil(config.steps / config.interval), steps_per_epoch=config.interval,

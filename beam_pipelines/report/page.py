@@ -14,8 +14,9 @@ from typing import Any, Dict, Optional
 from beam_pipelines.report.charts import HISTOGRAMS, bar_chart, histogram_chart, timing_chart, waterfall_chart
 from beam_pipelines.report.load import Samples
 from beam_pipelines.report.markup import esc, figure_html, table
-from beam_pipelines.report.sections import (kept_by_language, languages_section, manifest_section, other_section,
-                                            outputs_section, samples_section, summary_section)
+from beam_pipelines.report.sections import (audio_section, kept_by_language, languages_section,
+                                            manifest_section, other_section, outputs_section,
+                                            samples_section, summary_section)
 from beam_pipelines.report.stats import counts, identity_ok, pct, secs
 
 __all__ = ["render"]
@@ -113,6 +114,7 @@ def render(directory: str, stats: Dict[str, Any], manifest: Optional[Dict[str, A
                         + kept_by_language(stats) + "</section>")
     sections.append(outputs_section(stats, manifest))
     sections.append(languages_section(stats))
+    sections.append(audio_section(stats))
 
     figures = []
     hists = stats.get("histograms") if isinstance(stats.get("histograms"), dict) else {}

@@ -300,6 +300,22 @@ def languages_section(stats: Dict[str, Any]) -> str:
                     numeric=(1, 2, 3, 4)) + "</section>")
 
 
+def audio_section(stats: Dict[str, Any]) -> str:
+    """Hours of audio decoded and written, and the codecs and containers read."""
+    audio = stats.get("audio")
+    if not isinstance(audio, dict):
+        return ""
+    rows = [("hours decoded (files that decoded)", f"{float(audio.get('hours_in', 0)):.3f}"),
+            ("hours written", f"{float(audio.get('hours_out', 0)):.3f}"),
+            ("files split at silences", f"{int(audio.get('split_files', 0)):,}"),
+            ("transcripts dropped by a split", f"{int(audio.get('transcripts_dropped_split', 0)):,}")]
+    for key, label in (("codecs", "codec"), ("containers", "container")):
+        for name, n in (audio.get(key) or {}).items():
+            rows.append((f'{label} <span class="mono">{esc(visible(str(name)))}</span>', f"{int(n):,}"))
+    return ('<section id="audio"><h2>Audio</h2>'
+            + table(["", "value"], rows, numeric=(1,)) + "</section>")
+
+
 def other_section(stats: Dict[str, Any]) -> str:
     parts = []
     for key, title in (("lines_removed", "Lines removed by line-level rules"),

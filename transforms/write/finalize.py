@@ -156,6 +156,17 @@ def build_stats(counts: Dict[Tuple[str, str], int]) -> Dict[str, Any]:
                    if identified.get(lang) else 0.0,
                    "tokens": tokens.get(lang, 0)}
             for lang in sorted(set(identified) | set(written))}
+    info = by_kind.get("info", {})
+    if "audio_seconds_in_x1000" in info or "audio_seconds_out_x1000" in info:
+        stats["audio"] = {
+            "hours_in": round(info.get("audio_seconds_in_x1000", 0) / 3.6e6, 6),
+            "hours_out": round(info.get("audio_seconds_out_x1000", 0) / 3.6e6, 6),
+            "codecs": {k[len("codec."):]: v for k, v in sorted(info.items())
+                       if k.startswith("codec.")},
+            "containers": {k[len("container."):]: v for k, v in sorted(info.items())
+                           if k.startswith("container.")},
+            "split_files": info.get("audio_split_files", 0),
+            "transcripts_dropped_split": info.get("transcript_dropped_split", 0)}
     for kind in sorted({k for k, _ in counts if k.startswith("hist.")}):
         hist = _histogram(counts, kind)
         if hist is not None:
