@@ -63,6 +63,9 @@ bench: $(BENCH_STAMP)
 	@if [ ! -d /usr/share/debian-reference ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(DEBIAN_REFERENCE) >/dev/null \
 		|| echo "# debian-reference not installed: the languages benchmark will be skipped"; fi
+	@if ! command -v ffmpeg >/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ffmpeg >/dev/null \
+		|| echo "# ffmpeg not installed: the audio benchmark's baseline will be skipped"; fi
 	$(PY) -m benchmarks.run
 
 clean:

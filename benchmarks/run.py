@@ -37,6 +37,10 @@ def main(argv=None) -> None:
 
     image_bench.main(["--n", "20" if args.quick else "60"])
     print()
+    from benchmarks import audio_bench
+
+    audio_bench.main(["--files", "10" if args.quick else "40"])
+    print()
     input_bench(quick=args.quick)
     print()
     from benchmarks import dedup_scaling
