@@ -37,7 +37,7 @@ from transforms.text.content import DEFAULT_LICENSES
 from transforms.text.pii import KINDS as PII_KINDS
 
 __all__ = ["Flag", "Group", "OptionError", "boolean", "OutputOptions", "TextPipelineOptions",
-           "ImagePipelineOptions", "MultimodalPipelineOptions", "PIPELINE_OPTIONS", "STEPS",
+           "ImagePipelineOptions", "MultimodalPipelineOptions", "AudioPipelineOptions", "PIPELINE_OPTIONS", "STEPS",
            "add_groups", "flags_of", "check_values", "parse_languages", "parse_steps"]
 
 STEPS = ("clean", "lang", "filter", "dedup", "pii", "tokenize")
@@ -579,7 +579,7 @@ class AudioPipelineOptions(PipelineOptions):
 
 # pipeline (module of beam_pipelines, template folder) -> its options
 PIPELINE_OPTIONS = {"text": TextPipelineOptions, "images": ImagePipelineOptions,
-                    "multimodal": MultimodalPipelineOptions}
+                    "multimodal": MultimodalPipelineOptions, "audio": AudioPipelineOptions}
 
 
 def flags_of(options_class) -> List[Flag]:

@@ -1,7 +1,7 @@
 """Flex Template entry point of every beamtrain pipeline (FLEX_TEMPLATE_PYTHON_PY_FILE).
 
-Which pipeline runs comes from ``BEAMTRAIN_PIPELINE`` (text, images or
-multimodal), set per template by ``gcloud dataflow flex-template build
+Which pipeline runs comes from ``BEAMTRAIN_PIPELINE`` (text, images,
+multimodal or audio), set per template by ``gcloud dataflow flex-template build
 --env BEAMTRAIN_PIPELINE=...``. The launcher calls this file with the
 template's parameters as command-line options (``--input=gs://...
 --output_dir=gs://... --runner=DataflowRunner ...``); every parameter is
@@ -18,7 +18,7 @@ import logging
 import os
 import sys
 
-PIPELINES = ("text", "images", "multimodal")
+PIPELINES = ("text", "images", "multimodal", "audio")
 
 if __name__ == "__main__":
     logging.getLogger().setLevel(logging.INFO)

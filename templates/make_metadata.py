@@ -80,7 +80,7 @@ def metadata(pipeline: str) -> Dict:
     }
 
 
-PIPELINES = ("text", "images", "multimodal")
+PIPELINES = ("text", "images", "multimodal", "audio")
 
 
 def main(argv=None) -> int:

@@ -111,15 +111,21 @@ def test_manifest_paths_stay_inside_the_root_and_slices_are_refused(tmp_path):
     lines = [{"audio_filepath": "audio/a.wav", "duration": 2.5, "text": "we will meet again"},
              {"audio_filepath": "../secret.wav", "text": "escape"},
              {"audio_filepath": str(outside), "text": "absolute escape"},
-             {"audio_filepath": "audio/a.wav", "offset": 1.0, "duration": 1.0, "text": "a slice"},
+             {"audio_filepath": "audio/a.wav", "offset": 1.0, "duration": 1.2, "text": "a slice"},
+             {"audio_filepath": "audio/a.wav", "offset": 60.0, "duration": 1.0, "text": "beyond"},
+             {"audio_filepath": "audio/a.wav", "offset": -1, "text": "negative"},
              {"audio_filepath": "https://example.com/x.wav", "text": "remote"},
              {"audio_filepath": "audio/missing.wav", "text": "gone"}]
     (src / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines) + "{not json\n")
     stats = run_audio([src / "manifest.jsonl"], tmp_path / "out", "--max_dead_letter_fraction", "0.9")
-    assert stats["records_out"] == 1
-    assert stats["dead_letter"] == {"path_outside_root": 2, "sliced_manifest_entry": 1,
-                                    "remote_audio_not_fetched": 1, "missing_audio": 1,
-                                    "malformed_json": 1}
+    assert stats["records_out"] == 2  # the whole file and its slice (another recording)
+    assert stats["dead_letter"] == {"path_outside_root": 2, "slice_outside_audio": 1,
+                                    "malformed_slice": 1, "remote_audio_not_fetched": 1,
+                                    "missing_audio": 1, "malformed_json": 1}
+    clips = {r["transcript/text"][0].decode(): r for r in read_shards(tmp_path / "out")}
+    whole, part = clips["we will meet again"], clips["a slice"]
+    assert part["audio/num_samples"][0] < whole["audio/num_samples"][0]
+    assert part["audio/num_samples"][0] <= 1.2 * 16000
     entries = read_dead_letter(tmp_path / "out")
     assert not any("secret" in json.dumps(e.get("raw", "")) for e in entries
                    if e["reason"] == "path_outside_root" and e.get("raw"))

@@ -69,7 +69,7 @@ __all__ = ["AudioConfig", "AudioReject", "Clip", "probe", "decode", "process_aud
 FORMATS = ("wav", "flac")
 # reasons of broken input (dead letter) and of rules (filtered)
 DEAD_REASONS = ("empty", "not_audio", "unsupported_codec", "corrupt", "truncated",
-                "zero_duration", "too_long_to_decode", "too_many_channels")
+                "zero_duration", "too_long_to_decode", "too_many_channels", "slice_outside_audio")
 FILTER_REASONS = ("silence", "clipping", "too_short", "too_long")
 _FULL_SCALE = 0.999  # a decoded sample at or above this magnitude is clipped
 _FRAME_S = 0.010  # trimming and splitting work on 10 ms frames
@@ -390,13 +390,27 @@ def encode(x: np.ndarray, rate: int, audio_format: str) -> bytes:
     return buf.getvalue()
 
 
-def process_audio(data: bytes, config: AudioConfig = AudioConfig()) -> Tuple[Decoded, List[Clip]]:
+def process_audio(data: bytes, config: AudioConfig = AudioConfig(), start: float = 0.0,
+                  seconds: Optional[float] = None) -> Tuple[Decoded, List[Clip]]:
     """Bytes of one file -> its decoded form and its clips (one, or the segments of a split).
 
-    Raises :class:`AudioReject` (``dead`` for broken input, otherwise a rule).
+    ``start`` and ``seconds`` cut a slice of the decoded file first (a
+    manifest line's ``offset`` and ``duration``: the slice its transcript
+    belongs to); the exact hash is then the slice's. Raises
+    :class:`AudioReject` (``dead`` for broken input, otherwise a rule).
     """
     d = decode(data, config)
     x, rate = d.samples, config.sample_rate
+    if start or seconds is not None:
+        a = int(round(max(0.0, start) * rate))
+        b = x.size if seconds is None else min(x.size, a + int(round(seconds * rate)))
+        if a >= x.size or b <= a:
+            raise AudioReject("slice_outside_audio",
+                              f"offset {start:.2f} s, duration {seconds} s; the file holds "
+                              f"{x.size / rate:.2f} s")
+        x = x[a:b]
+        d = dataclasses.replace(d, samples=x,
+                                exact_hash=hashlib.sha256(_to_pcm16(x).tobytes()).hexdigest())
     if d.clipped_fraction > config.max_clipped_fraction:
         raise AudioReject("clipping", f"{d.clipped_fraction:.1%} of the samples at full scale",
                           dead=False)

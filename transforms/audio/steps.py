@@ -54,8 +54,9 @@ class _ProcessDoFn(accounting.CountingDoFn):
     def process(self, record: dict):
         data = record["audio_bytes"]
         start = time.perf_counter()
+        start, seconds = record.get("slice") or (0.0, None)
         try:
-            decoded, clips = process_audio(data, self._config)
+            decoded, clips = process_audio(data, self._config, start, seconds)
         except AudioReject as e:
             self.time("audio", time.perf_counter() - start)
             if e.dead:
@@ -75,7 +76,7 @@ class _ProcessDoFn(accounting.CountingDoFn):
         self.count(HIST_SOURCE_RATE, str(decoded.source_rate), metric=False)
         self.count(SECONDS_IN.split(".", 1)[0], SECONDS_IN.split(".", 1)[1],
                    int(round(seconds_in * 1000)), metric=False)
-        base = {k: v for k, v in record.items() if k != "audio_bytes"}
+        base = {k: v for k, v in record.items() if k not in ("audio_bytes", "slice")}
         if len(clips) > 1 or clips[0].segments > 1:
             self.count(INFO, "audio_split_files", metric=False)
             if base.get("text"):

@@ -16,12 +16,12 @@ Inputs, by file name:
   audio is ``<utterance id>.flac`` beside it;
 * ``*.tsv`` (Common Voice: ``path`` and ``sentence`` columns): clips under the
   table's ``clips/`` folder, else beside it;
-* ``*.jsonl`` / ``*.json`` (NeMo manifests: ``audio_filepath``, ``text``):
-  paths relative to the manifest's folder. A line with an ``offset`` or a
-  ``duration`` shorter than its file names a slice of a longer file: its
-  transcript belongs to that slice only, which this reader cannot cut, so
-  such lines are dead-lettered ``sliced_manifest_entry`` rather than trained
-  on with a wrong transcript;
+* ``*.jsonl`` / ``*.json`` (NeMo manifests: ``audio_filepath``, ``text``,
+  ``offset``, ``duration``): paths relative to the manifest's folder. The
+  transcript belongs to ``[offset, offset + duration)`` of the file, so the
+  record carries that ``slice`` and only it is cut from the decoded file
+  (a slice outside the audio is dead-lettered ``slice_outside_audio``, a
+  negative or non-numeric one ``malformed_slice``);
 * ``*.tar`` (WebDataset): a sample's audio member (one of the audio
   extensions) with ``.txt`` or ``.json`` (``text`` or ``caption``).
 
@@ -144,15 +144,18 @@ def read_nemo_manifest(path: str, rel: str, audio_root: Optional[str] = None) ->
             yield "dead", accounting.dead_letter_entry(path, i, "malformed_json", str(e)[:200],
                                                        unit="row")
             continue
-        if row.get("offset") not in (None, 0, 0.0):
+        offset, duration = row.get("offset", 0), row.get("duration")
+        if not isinstance(offset, (int, float)) or isinstance(offset, bool) or offset < 0 or (
+                duration is not None and (not isinstance(duration, (int, float))
+                                          or isinstance(duration, bool) or duration <= 0)):
             yield "dead", accounting.dead_letter_entry(
-                path, i, "sliced_manifest_entry",
-                f"offset {row.get('offset')!r}: a transcript of part of a file", unit="row")
+                path, i, "malformed_slice", f"offset {offset!r}, duration {duration!r}", unit="row")
             continue
         kind, value = _audio_record(*_media._pair(path, i, rel, row.get("audio_filepath"),
                                                   row.get("text"), (base,), audio_root))
-        if kind == "record" and isinstance(row.get("duration"), (int, float)):
-            value["manifest_duration"] = float(row["duration"])
+        if kind == "record" and (offset or duration is not None):
+            # the transcript belongs to [offset, offset + duration) of the file
+            value["slice"] = [float(offset), None if duration is None else float(duration)]
         yield kind, value
 
 
