@@ -159,6 +159,11 @@ def test_broken_files_are_dead_letters_with_reasons():
     assert reason(wav_claiming(5 * 3600) + second, max_input_seconds=3600) == ("too_long_to_decode", True)
     assert reason(wav_claiming(60) + second) == ("truncated", True)
     assert ap.process_audio(wav_claiming(1.0) + second)[1]  # an honest header decodes
+    # a WAV whose format tag names no codec FFmpeg knows
+    pcm = (np.sin(np.arange(16000) / 5.0) * 9000).astype(np.int16).tobytes()
+    unknown = (b"RIFF" + struct.pack("<I", 36 + len(pcm)) + b"WAVEfmt " + struct.pack(
+        "<IHHIIHH", 16, 0x1234, 1, 16000, 32000, 2, 16) + b"data" + struct.pack("<I", len(pcm)))
+    assert reason(unknown + pcm) == ("unsupported_codec", True)
     many = container(speechlike(), channels=2)
     assert reason(many, max_channels=1) == ("too_many_channels", True)
 
