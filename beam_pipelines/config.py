@@ -129,15 +129,17 @@ class CleanSettings:
 
 @dataclasses.dataclass(frozen=True)
 class TokenizerSettings:
-    model: Optional[str]  # reuse this SentencePiece model; None: train one in the run
+    model: Optional[str]  # reuse this model (hf:PATH: a tokenizer.json); None: train one
     vocab_size: int
     model_type: str
     sample_docs: int
     add_eos: bool
+    hf_type: Optional[str] = None  # train a Hugging Face tokenizer of this type instead
 
     def stage(self) -> TokenizerConfig:
         return TokenizerConfig(vocab_size=self.vocab_size, model_type=self.model_type,
-                               sample_docs=self.sample_docs, add_eos=self.add_eos)
+                               sample_docs=self.sample_docs, add_eos=self.add_eos,
+                               hf_type=self.hf_type)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,11 +275,27 @@ def text_config(options: PipelineOptions) -> TextConfig:
     run = _run_settings(options, o)
     steps = tuple(parse_steps(o.steps))
     tokenize = "tokenize" in steps
-    if tokenize and not o.tokenizer_model and o.vocab_size < MIN_VOCAB_SIZE:
+    if o.tokenizer and o.tokenizer_model and o.tokenizer != o.tokenizer_model:
+        raise OptionError("--tokenizer and --tokenizer_model name different files; give one")
+    model = o.tokenizer or o.tokenizer_model
+    if tokenize and not model and o.vocab_size < MIN_VOCAB_SIZE:
         raise OptionError(f"--vocab_size: must be at least {MIN_VOCAB_SIZE} (SentencePiece reserves "
                           f"4 special ids and 256 byte-fallback pieces), got {o.vocab_size}")
-    if tokenize and o.tokenizer_model and not FileSystems.exists(o.tokenizer_model):
-        raise OptionError(f"--tokenizer_model: no such file {o.tokenizer_model!r}")
+    if tokenize and model:
+        path = model[3:] if model.startswith("hf:") else model
+        if not FileSystems.exists(path):
+            raise OptionError(f"--tokenizer: no such file {path!r}")
+        if model.startswith("hf:"):
+            from transforms.text.hf_tokenizer import check_tokenizer_json
+
+            try:
+                with FileSystems.open(path) as f:
+                    check_tokenizer_json(f.read())
+            except ValueError as e:
+                raise OptionError(f"--tokenizer: {path}: {e}") from None
+    if model and o.tokenizer_type != "sentencepiece":
+        raise OptionError("--tokenizer_type trains a tokenizer; --tokenizer/--tokenizer_model "
+                          "reuses one: give one of them")
     return TextConfig(
         **run,
         steps=steps,
@@ -290,9 +308,11 @@ def text_config(options: PipelineOptions) -> TextConfig:
         language=LanguageConfig(languages=parse_languages(o.languages),
                                 threshold=o.language_threshold),
         filter=_filter(o),
-        tokenizer=TokenizerSettings(model=o.tokenizer_model, vocab_size=o.vocab_size,
+        tokenizer=TokenizerSettings(model=model, vocab_size=o.vocab_size,
                                     model_type=o.spm_model_type, sample_docs=o.spm_sample_docs,
-                                    add_eos=not o.no_eos),
+                                    add_eos=not o.no_eos,
+                                    hf_type=None if o.tokenizer_type == "sentencepiece"
+                                    else o.tokenizer_type),
         license=None if o.no_license_filter else LicenseConfig(
             allow=tuple(a.strip() for a in o.license_allow.split(",") if a.strip()),
             missing=o.license_missing),

@@ -300,8 +300,17 @@ TEXT_STEPS = (
              "(filtered.language_score)."),
     )),
     Group("tokenizer", (
-        Flag("tokenizer_model", help="Reuse this SentencePiece model instead of training one.",
-             regex=GS_PATH),
+        Flag("tokenizer_model", help="Reuse this SentencePiece model instead of training one "
+             "(hf:PATH/tokenizer.json: a Hugging Face tokenizer).",
+             regex=r"^(hf:)?(gs://|/)?[^\n]*$"),
+        Flag("tokenizer", help="hf:PATH/tokenizer.json: encode with this Hugging Face tokenizer "
+             "(byte-level BPE as GPT-2 and Llama, WordPiece as BERT); a plain path: a "
+             "SentencePiece model. Same as --tokenizer_model.",
+             regex=r"^(hf:)?(gs://|/)?[^\n]*$"),
+        Flag("tokenizer_type", default="sentencepiece",
+             choices=("sentencepiece", "bpe", "wordpiece", "unigram"),
+             help="Library and model trained in the run: sentencepiece (its --spm_model_type), "
+             "or Hugging Face tokenizers' byte-level bpe, wordpiece or unigram."),
         Flag("vocab_size", int, 8000,
              help="Vocabulary size of the SentencePiece model trained in the run.",
              regex=VOCAB_SIZE, regex_help="262 to 9,999,999."),

@@ -10,7 +10,8 @@ model export) is :mod:`trainer.loop`'s; this module supplies the language
 model task (:class:`LanguageModelTask`):
 
 * data: the tokenized shards of the text pipeline, the vocabulary size from
-  ``DIR/tokenizer/spm.model``; one input pipeline per replica
+  ``DIR/tokenizer/spm.model`` (or ``tokenizer.json``, Hugging Face); one input pipeline
+  per replica
   (``distribute_datasets_from_function``), each reading a distinct part of
   the files, length-bucketed or packed (:mod:`trainer.input_pipeline`);
   ``--batch_size`` is global;
@@ -85,7 +86,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def vocab_size(data_dir: str) -> int:
-    """The SentencePiece vocabulary size of ``DIR/tokenizer/spm.model``."""
+    """The vocabulary size of ``DIR/tokenizer/spm.model`` (SentencePiece) or
+    ``DIR/tokenizer/tokenizer.json`` (Hugging Face tokenizers)."""
+    hf = os.path.join(data_dir, "tokenizer", "tokenizer.json")
+    if tf.io.gfile.exists(hf):
+        from transforms.text.hf_tokenizer import HfEncoder
+
+        with tf.io.gfile.GFile(hf, "rb") as f:
+            return HfEncoder(f.read()).vocab_size
     import sentencepiece as spm
 
     path = os.path.join(data_dir, "tokenizer", "spm.model")

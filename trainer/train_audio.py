@@ -52,14 +52,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def _vocab_size(data_dir: str) -> int:
-    import sentencepiece as spm
+    from trainer.train import vocab_size
 
-    path = os.path.join(data_dir, "tokenizer", "spm.model")
-    if not tf.io.gfile.exists(path):
-        raise SystemExit(f"error: {path} not found: CTC training needs transcripts (the audio "
-                         "pipeline trains a tokenizer on them)")
-    with tf.io.gfile.GFile(path, "rb") as f:
-        return spm.SentencePieceProcessor(model_proto=f.read()).get_piece_size()
+    try:
+        return vocab_size(data_dir)
+    except FileNotFoundError:
+        raise SystemExit(f"error: no tokenizer in {data_dir}/tokenizer: CTC training needs "
+                         "transcripts (the audio pipeline trains a tokenizer on them)") from None
 
 
 def build_ctc_model(n_mels: int, vocab_size: int, width: int = 128):

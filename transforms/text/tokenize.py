@@ -60,8 +60,16 @@ class TokenizerConfig:
     max_sentence_length: int = 16384
     add_eos: bool = True
     batch_size: int = 256
+    # None: SentencePiece; "bpe", "wordpiece" or "unigram": train with Hugging Face
+    # tokenizers instead (transforms.text.hf_tokenizer)
+    hf_type: Optional[str] = None
 
     def __post_init__(self):
+        if self.hf_type is not None:
+            from transforms.text.hf_tokenizer import HF_TYPES
+
+            if self.hf_type not in HF_TYPES:
+                raise ValueError(f"hf_type must be one of {HF_TYPES}, got {self.hf_type!r}")
         if self.vocab_size < MIN_VOCAB_SIZE:
             raise ValueError(
                 f"vocab_size must be at least {MIN_VOCAB_SIZE} (4 special ids and 256 byte-fallback "
@@ -82,12 +90,25 @@ def _sentences(docs: Iterable[str], max_len: int) -> Iterable[str]:
 
 
 def train_sentencepiece(docs: List[str], config: TokenizerConfig) -> bytes:
-    """Train a SentencePiece model on ``docs``; returns the serialized model."""
+    """Train a SentencePiece model on ``docs`` (or, with ``config.hf_type``, a Hugging Face
+    tokenizer); returns the serialized model (a tokenizer.json for Hugging Face)."""
     import sentencepiece as spm
 
     if not any(d.strip() for d in docs):
         raise TokenizerError("cannot train a tokenizer: no text survived the earlier steps")
     sentences = list(_sentences(docs, config.max_sentence_length))
+    if config.hf_type is not None:
+        from transforms.text.hf_tokenizer import train_hf
+
+        if config.hf_type == "unigram":
+            # the library's Unigram trainer needs a piece for every character (no byte
+            # fallback): the rarest leave the training text, and encode as <unk>
+            sentences = fit_characters(sentences, config)
+        try:
+            return train_hf(sentences, config.hf_type, config.vocab_size)
+        except Exception as e:  # noqa: BLE001 - the library's message, with what to change
+            raise TokenizerError(f"Hugging Face tokenizers could not train a {config.hf_type} "
+                                 f"tokenizer with vocab_size={config.vocab_size}: {e}") from e
     if config.character_coverage is None:
         config = dataclasses.replace(config, character_coverage=coverage_for(sentences))
     sentences = fit_characters(sentences, config)
@@ -178,6 +199,13 @@ def vocab_text(model: bytes) -> str:
 
 
 def _write_model(model: bytes, output_dir: str) -> str:
+    from transforms.text.hf_tokenizer import is_hf
+
+    if is_hf(model):  # a Hugging Face tokenizer.json
+        path = FileSystems.join(output_dir, "tokenizer", "tokenizer.json")
+        with FileSystems.create(path) as f:
+            f.write(model)
+        return path
     path = FileSystems.join(output_dir, "tokenizer", "spm.model")
     with FileSystems.create(path) as f:
         f.write(model)
@@ -262,11 +290,17 @@ class LoadTokenizer(beam.PTransform):
 
     def expand(self, pbegin):
         def load(path):
-            with FileSystems.open(path) as f:
+            hf = path.startswith("hf:")
+            with FileSystems.open(path[3:] if hf else path) as f:
                 model = f.read()
-            import sentencepiece as spm
+            if hf:
+                from transforms.text.hf_tokenizer import check_tokenizer_json
 
-            spm.SentencePieceProcessor(model_proto=model)  # fails loudly if not a model
+                check_tokenizer_json(model)  # fails loudly if not a tokenizer.json
+            else:
+                import sentencepiece as spm
+
+                spm.SentencePieceProcessor(model_proto=model)  # fails loudly if not a model
             _write_model(model, self._output_dir)
             return model
 
@@ -283,9 +317,17 @@ class _EncodeDoFn(accounting.CountingDoFn):
     def _processor(self, model: bytes):
         digest = hash(model)
         if self._sp is None or digest != self._model_digest:
-            import sentencepiece as spm
+            from transforms.text.hf_tokenizer import HfEncoder, is_hf
 
-            self._sp = spm.SentencePieceProcessor(model_proto=model)
+            self._hf = is_hf(model)
+            if self._hf:
+                self._sp = HfEncoder(model)
+                self._eos = self._sp.eos_id
+            else:
+                import sentencepiece as spm
+
+                self._sp = spm.SentencePieceProcessor(model_proto=model)
+                self._eos = EOS_ID
             self._model_digest = digest
         return self._sp
 
@@ -295,12 +337,14 @@ class _EncodeDoFn(accounting.CountingDoFn):
         start = time.perf_counter()
         batch = unpack(packed)
         sp = self._processor(model)
-        ids = sp.encode([r["text"] for r in batch], out_type=int)
+        texts = [r["text"] for r in batch]
+        # Hugging Face: encode_batch runs on the library's own threads
+        ids = sp.encode_batch(texts) if self._hf else sp.encode(texts, out_type=int)
         self.time("tokenize", time.perf_counter() - start, len(batch))
         for record, token_ids in zip(batch, ids):
             out = dict(record)
-            if self._add_eos:
-                token_ids.append(EOS_ID)
+            if self._add_eos and self._eos is not None:
+                token_ids.append(self._eos)
             out["input_ids"] = token_ids
             yield out
 

@@ -242,9 +242,16 @@ def build_manifest(spec: OutputSpec, stats: Dict[str, Any], shards: List[dict], 
         written += [_relative(p, out) for p in extra if isinstance(p, str)]
     tokenizer_entry = None
     if tokenizer:
-        written += ["tokenizer/spm.model", "tokenizer/spm.vocab"]
-        model_path = FileSystems.join(out, "tokenizer", "spm.model")
-        tokenizer_entry = {"path": "tokenizer/spm.model", "sha256": _sha256_of(model_path)}
+        from transforms.text.hf_tokenizer import is_hf
+
+        if is_hf(tokenizer[0]):
+            written += ["tokenizer/tokenizer.json"]
+            rel = "tokenizer/tokenizer.json"
+        else:
+            written += ["tokenizer/spm.model", "tokenizer/spm.vocab"]
+            rel = "tokenizer/spm.model"
+        model_path = FileSystems.join(out, *rel.split("/"))
+        tokenizer_entry = {"path": rel, "sha256": _sha256_of(model_path)}
     content = hashlib.sha256()
     for s in shard_entries:
         content.update(f"{s['path']}:{s['sha256']}\n".encode())
