@@ -42,6 +42,9 @@ INSTALL_REQUIRES = [
     "av==18.1.0",
     "pyloudnorm==0.2.0",
     "scipy>=1.10",  # audio resampling (polyphase); pyloudnorm needs it too
+    # Hugging Face tokenizers: --tokenizer_type bpe|wordpiece|unigram and --tokenizer hf:PATH
+    # (the Rust library those models' users already have, rather than a reimplementation).
+    "tokenizers==0.22.1",
 ]
 
 EXTRAS = {
