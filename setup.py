@@ -41,7 +41,7 @@ INSTALL_REQUIRES = [
     # wheel, no system ffmpeg; and EBU R128 / BS.1770 loudness (K-weighting and gating).
     "av==18.1.0",
     "pyloudnorm==0.2.0",
-    "scipy>=1.10",  # audio resampling (polyphase); pyloudnorm needs it too
+    "scipy>=1.10",  # pyloudnorm's K-weighting filters
     # Hugging Face tokenizers: --tokenizer_type bpe|wordpiece|unigram and --tokenizer hf:PATH
     # (the Rust library those models' users already have, rather than a reimplementation).
     "tokenizers==0.22.1",

@@ -18,16 +18,16 @@ FFmpeg's demuxers from memory.
    more than the file holds, so a WAV header is also read here: a claim over
    the limit is refused, and a file holding under 90% of its claim is
    ``truncated``.
-2. **Decode** to float32 at the source rate, every channel mixed down to mono
-   (FFmpeg's resampler), and measure clipping there, before anything changes
-   the level. Broken input is a dead letter with FFmpeg's message:
+2. **Decode** (FFmpeg). Broken input is a dead letter with FFmpeg's message:
    ``empty`` (0 bytes), ``not_audio`` (no audio stream: text, images),
    ``unsupported_codec``, ``corrupt``, ``truncated`` (decoding stopped before
    90% of the claimed duration), ``zero_duration`` (a valid header, no
    samples).
-3. **Resample** to ``sample_rate`` with a polyphase filter
-   (``scipy.signal.resample_poly``; deterministic, no FFmpeg version in the
-   result).
+3. **Resample** to ``sample_rate`` with FFmpeg's resampler (libswresample),
+   frame by frame while decoding: memory holds the mono output at the target
+   rate (an hour at 16 kHz is 230 MB of float32), never the source at its own
+   rate and channel count. Clipping is counted on each decoded frame, every
+   channel, in its own sample format, before any conversion.
 4. **Validate**, each rule its own ``filtered`` reason: ``silence`` (peak
    below ``silence_db``), ``clipping`` (more than ``max_clipped_fraction`` of
    the source samples at full scale), then after trimming ``too_short``.
@@ -228,13 +228,20 @@ def decode(data: bytes, config: AudioConfig = AudioConfig()) -> Decoded:
             raise AudioReject("too_many_channels",
                               f"{info['channels']} channels, over the limit of {config.max_channels}")
         rate = info["sample_rate"] or config.sample_rate
-        budget = int(config.max_input_seconds * rate) + rate  # samples, in case the header lies
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        target = config.sample_rate
+        # samples at the output rate, in case the header understates
+        budget = int(config.max_input_seconds * target) + target
+        # FFmpeg's resampler mixes down and converts the rate frame by frame, so memory holds
+        # the output (mono at the target rate), never the source at its own rate
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=target)
         chunks: List[np.ndarray] = []
-        total = 0
+        total = clipped = seen = 0
         error: Optional[str] = None
         try:
             for frame in container.decode(info["stream"]):
+                clipped_now, seen_now = _clipped(frame)
+                clipped += clipped_now
+                seen += seen_now
                 for out in resampler.resample(frame):
                     chunk = out.to_ndarray().reshape(-1)
                     chunks.append(chunk)
@@ -248,34 +255,38 @@ def decode(data: bytes, config: AudioConfig = AudioConfig()) -> Decoded:
             raise
         except (av.error.FFmpegError, ValueError, OSError) as e:
             error = f"{type(e).__name__}: {e}"
-        source = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+        samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+        del chunks
     finally:
         container.close()
-    if source.size == 0:
+    if samples.size == 0:
         if error:
             raise AudioReject("truncated" if "EOFError" in error else "corrupt", error)
         raise AudioReject("zero_duration", "the stream holds no samples")
-    decoded_s = source.size / rate
+    decoded_s = samples.size / target
     if error and (claimed is None or decoded_s < 0.9 * claimed):
         raise AudioReject("truncated" if claimed else "corrupt",
                           f"decoding stopped at {decoded_s:.2f} s"
                           + (f" of {claimed:.2f} s claimed" if claimed else "") + f": {error}")
     if claimed and claimed > 0.5 and decoded_s < 0.9 * claimed:
         raise AudioReject("truncated", f"{decoded_s:.2f} s decoded of {claimed:.2f} s claimed")
-    clipped = float(np.mean(np.abs(source) >= _FULL_SCALE))
-    samples = _resample(np.clip(source, -1.0, 1.0), rate, config.sample_rate)
+    np.clip(samples, -1.0, 1.0, out=samples)
     pcm = _to_pcm16(samples)
-    return Decoded(samples, rate, info["channels"], info["codec"], info["container"], clipped,
-                   hashlib.sha256(pcm.tobytes()).hexdigest())
+    return Decoded(samples, rate, info["channels"], info["codec"], info["container"],
+                   clipped / seen if seen else 0.0, hashlib.sha256(pcm.tobytes()).hexdigest())
 
 
-def _resample(x: np.ndarray, src: int, dst: int) -> np.ndarray:
-    if src == dst or x.size == 0:
-        return x.astype(np.float32)
-    from scipy.signal import resample_poly
-
-    g = math.gcd(src, dst)
-    return resample_poly(x, dst // g, src // g).astype(np.float32)
+def _clipped(frame) -> Tuple[int, int]:
+    """(samples at full scale, samples) of one decoded frame, every channel, in its own format."""
+    x = frame.to_ndarray()
+    if x.dtype.kind == "i":
+        full = _FULL_SCALE * np.iinfo(x.dtype).max
+    elif x.dtype.kind == "u":  # 8-bit PCM is unsigned, centred on 128
+        x = x.astype(np.int16) - 128
+        full = _FULL_SCALE * 127
+    else:
+        full = _FULL_SCALE
+    return int(np.count_nonzero(np.abs(x) >= full)), int(x.size)
 
 
 def _to_pcm16(x: np.ndarray) -> np.ndarray:
