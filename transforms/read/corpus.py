@@ -35,9 +35,10 @@ from transforms import accounting
 from transforms.accounting import FILTERED, IN, INFO
 from transforms.read.jsonl import iter_jsonl, parse_json_record
 from transforms.read.limits import ReadLimitExceeded, stop_when_broken
+from transforms.read.arrow import iter_arrow
 from transforms.read.parquet import iter_parquet
-from transforms.read.plan import (JSONL, PARQUET, TEXT, WARC, ReaderConfig, ReadTask, detect_format, glob_root,
-                                  open_raw, plan_reads)
+from transforms.read.plan import (ARROW, JSONL, PARQUET, TEXT, WARC, ReaderConfig, ReadTask,
+                                  detect_format, glob_root, open_raw, plan_reads)
 from transforms.read.records import Event, derive_id
 from transforms.read.textfile import iter_text
 from transforms.read.warc import iter_warc
@@ -56,7 +57,8 @@ __all__ = [
 ]
 
 
-_READERS = {JSONL: iter_jsonl, PARQUET: iter_parquet, WARC: iter_warc, TEXT: iter_text}
+_READERS = {JSONL: iter_jsonl, PARQUET: iter_parquet, WARC: iter_warc, TEXT: iter_text,
+            ARROW: iter_arrow}
 
 
 def read_task(task: ReadTask, config: ReaderConfig,
@@ -76,7 +78,8 @@ def read_task(task: ReadTask, config: ReaderConfig,
             head = b""
         yield "dead", accounting.dead_letter_entry(
             task.path, 0, "unknown_format",
-            "not JSONL, Parquet, WARC/WET or text (by extension and content)", head, unit="file")
+            "not JSONL, Parquet, Arrow IPC, WARC/WET or text (by extension and content)", head,
+            unit="file")
         return
     try:
         yield from stop_when_broken(reader(task, config, on_bytes), task, config)

@@ -24,17 +24,19 @@ from apache_beam.io.filesystems import FileSystems
 from transforms import accounting
 
 __all__ = [
-    "JSONL", "PARQUET", "TEXT", "WARC", "UNKNOWN", "GZIP", "ZSTD", "NONE", "BOM", "RATIO_FLOOR",
+    "JSONL", "PARQUET", "TEXT", "WARC", "ARROW", "UNKNOWN", "GZIP", "ZSTD", "NONE", "BOM", "RATIO_FLOOR",
     "ReaderConfig", "ReadTask", "detect_format", "glob_root", "open_raw", "parquet_columns",
     "parquet_stop", "plan_reads",
 ]
 
 JSONL, PARQUET, TEXT, WARC, UNKNOWN = "jsonl", "parquet", "text", "warc", "unknown"
+ARROW = "arrow"  # Arrow IPC: Hugging Face save_to_disk shards (streaming format), Feather v2
 GZIP, ZSTD, NONE = "gzip", "zstd", "none"
 
 _EXT_FORMATS = {
     ".jsonl": JSONL, ".json": JSONL, ".ndjson": JSONL,
     ".parquet": PARQUET, ".pq": PARQUET,
+    ".arrow": ARROW, ".feather": ARROW, ".ipc": ARROW,
     ".warc": WARC, ".wet": WARC, ".arc": WARC,
     ".txt": TEXT, ".text": TEXT, ".md": TEXT,
 }
@@ -129,6 +131,10 @@ def detect_format(path: str, head: bytes) -> Tuple[str, str, bool]:
         sniffed = NONE
     if head.startswith(_PARQUET_MAGIC):
         return PARQUET, NONE, fmt not in (PARQUET, UNKNOWN)
+    if head.startswith(b"ARROW1"):
+        return ARROW, NONE, fmt not in (ARROW, UNKNOWN)
+    if fmt == ARROW:
+        return ARROW, NONE, sniffed != NONE
     if head.startswith(b"WARC/"):
         return WARC, NONE, fmt not in (WARC, UNKNOWN) or named != NONE
     if fmt == WARC:
