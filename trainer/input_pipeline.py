@@ -71,6 +71,8 @@ from typing import Dict, List, Optional, Sequence
 
 import tensorflow as tf
 
+from trainer.sharding import pipeline_segments
+
 __all__ = ["InputConfig", "shard_files", "load_stats", "shard_record_counts", "pipeline_segments",
            "bucket_boundaries", "width_ladder", "make_dataset", "distributed_dataset", "PAD_ID",
            "MODES", "MIN_FILES_PER_PIPELINE", "pad_rows"]
@@ -197,28 +199,6 @@ def shard_record_counts(data_dir: str) -> Optional[tuple]:
                      for s in shards if isinstance(s, dict))
     except (ValueError, KeyError, TypeError, tf.errors.OpError):
         return None
-
-
-def pipeline_segments(files: Sequence[str], counts: Dict[str, int], n_pipelines: int,
-                      pipeline_id: int) -> List[tuple]:
-    """One pipeline's ``(file, skip, take)`` segments: its contiguous ``1/P`` of the records.
-
-    The files are laid end to end in the given order; pipeline ``k`` reads
-    records ``[k N / P, (k + 1) N / P)``: pipelines differ by at most one
-    record, and each reads only its own share (plus the skipped head of at
-    most one file).
-    """
-    total = sum(counts[f] for f in files)
-    lo = total * pipeline_id // n_pipelines
-    hi = total * (pipeline_id + 1) // n_pipelines
-    out, start = [], 0
-    for f in files:
-        end = start + counts[f]
-        a, b = max(lo, start), min(hi, end)
-        if a < b:
-            out.append((f, a - start, b - a))
-        start = end
-    return out
 
 
 def width_ladder(seq_len: int, steps: int = 8) -> tuple:
