@@ -13,7 +13,8 @@ Examples.
 * :class:`AudioNearDedup`: near-duplicates by the 128-bit spectral hash: LSH on
   16 bands of 8 bits (two hashes within Hamming distance 15 share a band),
   then the engine text and images use (candidate pairs verified by Hamming
-  distance, large-star/small-star components, smallest id surviving).
+  distance, large-star/small-star components); the survivor is a clip with a
+  transcript when the group has one, then the smallest id.
 * :class:`ToAudioExamples`: ``audio/encoded``, ``audio/format``,
   ``audio/sample_rate``, ``audio/num_samples``, ``audio/id``, and
   ``transcript/text`` and ``transcript/input_ids`` where there is a transcript.
@@ -21,6 +22,7 @@ Examples.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import apache_beam as beam
@@ -140,6 +142,9 @@ class AudioNearDedup(beam.PTransform):
         self._max, self._rounds, self._bucket = max_distance, max_rounds, max_bucket
 
     def expand(self, records):
+        # Survivors are the smallest node of each component: ids are ranked first so that
+        # a clip with a transcript outlives its untranscribed copies.
+        records = records | "RankTranscribed" >> beam.Map(_ranked)
         inputs = {
             "records": records,
             "bands": records | "BandKeys" >> beam.FlatMap(band_keys),
@@ -149,8 +154,26 @@ class AudioNearDedup(beam.PTransform):
         removed = inputs | "Components" >> RemoveNearDuplicates(
             HammingAtMost(self._max), counter="audio_dedup", max_bucket=self._bucket,
             max_rounds=self._rounds)
-        return {"records": removed["records"], "counts": removed[accounting.COUNTS],
-                "samples": removed[accounting.SAMPLES]}
+        return {"records": removed["records"] | "UnrankIds" >> beam.Map(_unranked),
+                "counts": removed[accounting.COUNTS],
+                "samples": removed[accounting.SAMPLES] | "UnrankSampleIds" >> beam.Map(
+                    lambda s: dataclasses.replace(s, id=_strip_rank(s.id)))}
+
+
+_RANK_SEP = "\x1e"
+
+
+def _ranked(record: dict) -> dict:
+    """The record with its id prefixed by 0 (has a transcript) or 1 (has none)."""
+    return dict(record, id=("0" if record.get("text") else "1") + _RANK_SEP + record["id"])
+
+
+def _strip_rank(rid: str) -> str:
+    return rid.split(_RANK_SEP, 1)[1] if _RANK_SEP in rid[:2] else rid
+
+
+def _unranked(record: dict) -> dict:
+    return dict(record, id=_strip_rank(record["id"]))
 
 
 class _ToExample(accounting.CountingDoFn):
