@@ -37,6 +37,10 @@ def main(argv=None) -> None:
 
     image_bench.main(["--n", "20" if args.quick else "60"])
     print()
+    from benchmarks import tokenizer_bench
+
+    tokenizer_bench.main(["--mb", "2" if args.quick else "8"])
+    print()
     from benchmarks import audio_bench
 
     audio_bench.main(["--files", "10" if args.quick else "40"])
