@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-test
 BENCH_STAMP := $(VENV)/.installed-bench
 DEMO_OUT ?= demo_out
 
-.PHONY: venv demo test bench clean flink-jar
+.PHONY: venv demo test bench clean flink-jar gpu-wheels
 
 $(STAMP): setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m beam_pipelines.flink --fetch
 	BEAMTRAIN_REQUIRE_FLINK=1 $(PY) -m pytest -q tests
+
+# Wheels the GPU machine lacks for benchmarks.gpu_lm (it has JAX, not Keras): into .whl/
+# (git-ignored), for Python 3.12 x86-64; see the benchmark's docstring for the command there.
+gpu-wheels: $(STAMP)
+	grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo /.whl/ >> .git/info/exclude
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 -d .whl keras==3.15.1 namex==0.1.0 optree==0.19.0
 
 # The Beam Flink job server for --runner FlinkRunner, fetched with mvn into
 # ~/.cache/beamtrain/flink/ (outside git); prints the jar's path.

@@ -20,6 +20,12 @@ forward and backward, over ``--peak_tflops`` (989: an H100/H200's dense bf16).
 The shapes are those the GPU issue named: ``demo`` (4 layers, width 256, seq
 512, batch 64, vocabulary 8000) and ``gpt2_small`` (12 layers, width 768, seq
 1024, batch 32, vocabulary 32000); ``tiny`` runs on a CPU in seconds.
+
+On the lent H200 machine (JAX, no Keras): ``make gpu-wheels`` here, then run
+there, carrying ``.whl``::
+
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
+    PYTHONPATH=/tmp/site:. KERAS_BACKEND=jax python3 -m benchmarks.gpu_lm
 """
 
 from __future__ import annotations
