@@ -282,9 +282,10 @@ def text_config(options: PipelineOptions) -> TextConfig:
         raise OptionError(f"--vocab_size: must be at least {MIN_VOCAB_SIZE} (SentencePiece reserves "
                           f"4 special ids and 256 byte-fallback pieces), got {o.vocab_size}")
     if tokenize and model:
+        flag = "--tokenizer" if o.tokenizer else "--tokenizer_model"
         path = model[3:] if model.startswith("hf:") else model
         if not FileSystems.exists(path):
-            raise OptionError(f"--tokenizer: no such file {path!r}")
+            raise OptionError(f"{flag}: no such file {path!r}")
         if model.startswith("hf:"):
             from transforms.text.hf_tokenizer import check_tokenizer_json
 
@@ -292,7 +293,7 @@ def text_config(options: PipelineOptions) -> TextConfig:
                 with FileSystems.open(path) as f:
                     check_tokenizer_json(f.read())
             except ValueError as e:
-                raise OptionError(f"--tokenizer: {path}: {e}") from None
+                raise OptionError(f"{flag}: {path}: {e}") from None
     if model and o.tokenizer_type != "sentencepiece":
         raise OptionError("--tokenizer_type trains a tokenizer; --tokenizer/--tokenizer_model "
                           "reuses one: give one of them")
