@@ -431,15 +431,7 @@ def audio_config(options: PipelineOptions) -> AudioRunConfig:
         AudioConfig(**audio)
     except ValueError as e:
         raise OptionError(f"--audio flags: {e}") from e
-    if o.caption_min_chars < 0 or o.caption_max_chars < o.caption_min_chars:
-        raise OptionError("--caption_min_chars / --caption_max_chars: need 0 <= min <= max")
-    if o.caption_pii_mode == "pseudonym" and not _salt(o.caption_pii_mode, o.caption_pii_salt_env):
-        raise OptionError(f"--caption_pii_mode: pseudonyms need a salt in ${o.caption_pii_salt_env}")
-    captions = CaptionSettings(
-        min_chars=o.caption_min_chars, max_chars=o.caption_max_chars,
-        blocklist_file=o.caption_blocklist_file, blocklist_threshold=o.caption_blocklist_threshold,
-        pii_mode=o.caption_pii_mode, pii_salt_env=o.caption_pii_salt_env,
-        tokenizer_model=o.caption_tokenizer_model, vocab_size=o.caption_vocab_size)
+    captions = _caption_settings(o)
     return AudioRunConfig(**_run_settings(options, o), audio=audio,
                           max_file_bytes=o.max_audio_file_mb << 20,
                           audio_root=o.audio_root or None, dedup=not o.no_audio_dedup,
@@ -479,6 +471,11 @@ def pair_config(options: PipelineOptions) -> PairRunConfig:
     """The image-caption pipeline's configuration; raises :class:`OptionError` naming a bad flag."""
     o = options.view_as(MultimodalPipelineOptions)
     settings = _image_settings(options, o, "pairs")
+    return PairRunConfig(**settings, captions=_caption_settings(o))
+
+
+def _caption_settings(o) -> CaptionSettings:
+    """The caption steps' settings (captions of pairs, transcripts of audio), checked."""
     if o.caption_min_chars < 0 or o.caption_max_chars < o.caption_min_chars:
         raise OptionError("--caption_min_chars / --caption_max_chars: need 0 <= min <= max")
     if not o.caption_tokenizer_model and o.caption_vocab_size < MIN_VOCAB_SIZE:
@@ -487,9 +484,8 @@ def pair_config(options: PipelineOptions) -> PairRunConfig:
                           f"{o.caption_vocab_size}")
     if o.caption_pii_mode == "pseudonym" and not _salt(o.caption_pii_mode, o.caption_pii_salt_env):
         raise OptionError(f"--caption_pii_mode: pseudonyms need a salt in ${o.caption_pii_salt_env}")
-    captions = CaptionSettings(
+    return CaptionSettings(
         min_chars=o.caption_min_chars, max_chars=o.caption_max_chars,
         blocklist_file=o.caption_blocklist_file, blocklist_threshold=o.caption_blocklist_threshold,
         pii_mode=o.caption_pii_mode, pii_salt_env=o.caption_pii_salt_env,
         tokenizer_model=o.caption_tokenizer_model, vocab_size=o.caption_vocab_size)
-    return PairRunConfig(**settings, captions=captions)

@@ -181,3 +181,15 @@ def test_ctc_model_trains_on_two_cpu_replicas(sample_run, tmp_path):
     assert metrics["steps"] == 20 and metrics["replicas"] == 2
     losses = metrics["interval_losses"]
     assert len(losses) == 2 and losses[1] < losses[0], losses
+
+
+def test_bad_audio_flags_are_one_line_errors(tmp_path, capsys):
+    good = os.path.join(SAMPLE, "nemo", "manifest.jsonl")
+    for extra, flag in ((["--caption_vocab_size", "10"], "--caption_vocab_size"),
+                        (["--min_seconds", "40"], "--audio flags"),
+                        (["--sample_rate", "99"], "--sample_rate"),
+                        (["--audio_near_dup_hamming", "40"], "--audio_near_dup_hamming")):
+        with pytest.raises(SystemExit) as e:
+            run_audio([good], tmp_path / "out", *extra)
+        assert e.value.code == 2
+        assert flag in capsys.readouterr().err
