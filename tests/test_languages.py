@@ -195,3 +195,30 @@ def test_bad_language_flags_exit_with_one_line(tmp_path, capsys):
     assert e.value.code == 2 and "--languages" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         run_text([SAMPLE], tmp_path / "y", "--language_threshold", "1.5")
+
+
+def test_a_sure_middle_window_decides_alone_else_three_windows_are_read():
+    from transforms.text.lang import CONFIDENT, WINDOW_CHARS, LanguageIdentifier
+
+    identify = LanguageIdentifier()
+    calls = []
+    real = identify._one
+    identify._one = lambda line: (calls.append(len(line)), real(line))[1]
+    path = os.path.join(os.path.dirname(__file__), "..", "data", "sample", "multilingual", "docs.jsonl")
+    with open(path, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    english = max((r["text"] for r in rows if r.get("language") == "en"), key=len)
+    assert len(english) > 3 * WINDOW_CHARS
+    language, score = identify(english)
+    assert language == "en"
+    if score >= CONFIDENT:  # decided by the middle window alone
+        assert calls == [WINDOW_CHARS]
+    else:
+        assert len(calls) == 2 and calls[1] > WINDOW_CHARS
+    calls.clear()
+    # a middle of digits and symbols is not sure of anything: the three windows decide
+    mixed = english[:1000] + " ".join(["0x1F 0x2A == 42 && || ;;"] * 60) + english[-1000:]
+    assert identify(mixed)[0] == "en"
+    assert len(calls) == 2 and calls[0] == WINDOW_CHARS and calls[1] > WINDOW_CHARS
+    calls.clear()
+    assert identify("Short English text, read whole.")[0] == "en" and len(calls) == 1

@@ -31,6 +31,14 @@ English sample pages, which mix prose with code, windows of 96 or 200
 characters put 16 or 9 documents under the 0.65 threshold where 300, 500
 and 1,000 put 5, 5 and 6.
 
+**One window first.** A document longer than one window is first read in
+its middle window alone; a label scoring :data:`CONFIDENT` (0.95) or more
+there is the answer, and only a less certain one reads the three windows.
+On the Debian Reference in nine languages and on the sample pages (prose
+mixed with code) the labels were the same as reading three windows every
+time, and no document crossed the 0.65 threshold either way; the step took
+30% less time (0.166 s against 0.237 s for 1,760 documents, measured once).
+
 **Scripts written without spaces** (:data:`NO_SPACE_LANGUAGES`: Chinese,
 Japanese, Thai, Lao, Khmer, Burmese, Tibetan): their word-based rules count
 characters of those scripts as words (:func:`no_space_script_share`), see
@@ -50,6 +58,8 @@ __all__ = ["LanguageIdentifier", "model_path", "NO_SPACE_CHARS", "NO_SPACE_LANGU
 # A document with no letter at all (numbers, symbols, empty) gets this label, score 0.
 UNKNOWN = "und"
 WINDOW_CHARS = 300
+# A middle window scoring at least this decides alone (see "What the model reads").
+CONFIDENT = 0.95
 _LABEL = "__label__"
 _LETTER = re.compile(r"[^\W\d_]")
 
@@ -108,9 +118,18 @@ class LanguageIdentifier:
         self._predict = getattr(self._model, "f", None)
 
     def __call__(self, text: str) -> Tuple[str, float]:
-        line = _windows(text).replace("\n", " ")  # fastText reads one line
+        line = text.replace("\n", " ")  # fastText reads one line
         if _LETTER.search(line) is None:
             return UNKNOWN, 0.0
+        if len(line) > WINDOW_CHARS:
+            # one window from the middle first: when it is sure, the rest adds nothing
+            middle = (len(line) - WINDOW_CHARS) // 2
+            language, score = self._one(line[middle:middle + WINDOW_CHARS])
+            if score >= CONFIDENT:
+                return language, score
+        return self._one(_windows(line))
+
+    def _one(self, line: str) -> Tuple[str, float]:
         if self._predict is not None:
             found = self._predict.predict(line + "\n", 1, 0.0, "strict")
             score, label = found[0] if found else (0.0, _LABEL + UNKNOWN)
