@@ -52,3 +52,21 @@ def test_save_to_disk_shards_and_feather_files_are_read_row_by_row(tmp_path):
     assert stats["records_in"] == (stats["records_out"] + sum(stats["filtered"].values())
                                    + sum(stats["duplicates"].values())
                                    + sum(stats["dead_letter"].values()))
+
+
+def test_compressed_batches_that_expand_far_past_the_file_are_stopped(tmp_path):
+    from transforms.read.arrow import iter_arrow
+    from transforms.read.plan import ReaderConfig, ReadTask
+
+    table = pa.table({"id": [f"big{i}" for i in range(40)], "text": ["a" * (1 << 20)] * 40})
+    path = tmp_path / "bomb.arrow"
+    options = pa.ipc.IpcWriteOptions(compression="zstd")
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema,
+                                                               options=options) as writer:
+        for batch in table.to_batches(max_chunksize=4):
+            writer.write_batch(batch)
+    assert path.stat().st_size < 200_000  # 40 MB of text in a few kB
+    events = list(iter_arrow(ReadTask(str(path), "arrow", "none", "bomb.arrow"), ReaderConfig()))
+    kinds = [k for k, _ in events]
+    assert kinds[-1] == "dead" and events[-1][1]["reason"] == "decompression_bomb"
+    assert 0 < kinds.count("record") < 40  # what came before the limit was read

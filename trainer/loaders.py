@@ -1,10 +1,10 @@
 """Reading beamtrain shards without TensorFlow: a NumPy iterator for JAX (and any framework).
 
 The shards are TFRecord files of ``tf.train.Example`` (DESIGN.md's contract).
-This module reads them with its own code: the TFRecord framing with both
-masked CRC-32C checked (google-crc32c, C), and the Example protobuf decoded
-from its wire format (bytes, int64 and float lists). Nothing here imports
-TensorFlow.
+This module reads them without TensorFlow: the TFRecord framing with both
+masked CRC-32C checked (google-crc32c, C; the writer's own CRC function), and
+the Example protobuf decoded from its wire format by the decoder the TFDS
+metadata writer already uses (bytes, int64 and float lists).
 
 :class:`LMBatches` turns a text output into language-model batches with the
 same contents as :mod:`trainer.input_pipeline`: documents cut into pieces of
@@ -36,6 +36,8 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from trainer.sharding import pipeline_segments
+from transforms.write.shards import _masked_crc
+from transforms.write.tfds_meta import example_keys
 
 __all__ = ["CorruptRecord", "read_tfrecords", "parse_example", "shard_files", "LMBatches",
            "reader_index"]
@@ -43,13 +45,6 @@ __all__ = ["CorruptRecord", "read_tfrecords", "parse_example", "shard_files", "L
 
 class CorruptRecord(ValueError):
     """A TFRecord whose length or data does not match its CRC (or is cut short)."""
-
-
-def _masked_crc(data: bytes) -> int:
-    import google_crc32c
-
-    crc = google_crc32c.value(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 def read_tfrecords(path: str, skip: int = 0, take: Optional[int] = None) -> Iterator[bytes]:
@@ -79,85 +74,11 @@ def read_tfrecords(path: str, skip: int = 0, take: Optional[int] = None) -> Iter
             yield data
 
 
-def _varint(buf: bytes, pos: int) -> Tuple[int, int]:
-    result = shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-
-
-def _fields(buf: bytes):
-    """(field number, wire type, value) of a protobuf message; value: int or bytes."""
-    pos, end = 0, len(buf)
-    while pos < end:
-        key, pos = _varint(buf, pos)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(buf, pos)
-        elif wire == 2:
-            size, pos = _varint(buf, pos)
-            value, pos = buf[pos:pos + size], pos + size
-        elif wire == 5:
-            value, pos = buf[pos:pos + 4], pos + 4
-        elif wire == 1:
-            value, pos = buf[pos:pos + 8], pos + 8
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-        yield field, wire, value
-
-
-def _int64s(buf: bytes) -> List[int]:
-    out = []
-    for field, wire, value in _fields(buf):
-        if field != 1:
-            continue
-        if wire == 2:  # packed
-            pos = 0
-            while pos < len(value):
-                v, pos = _varint(value, pos)
-                out.append(v - (1 << 64) if v >= 1 << 63 else v)
-        else:
-            out.append(value - (1 << 64) if value >= 1 << 63 else value)
-    return out
-
-
-def _floats(buf: bytes) -> List[float]:
-    out: List[float] = []
-    for field, wire, value in _fields(buf):
-        if field == 1:
-            out.extend(struct.unpack(f"<{len(value) // 4}f", value) if wire == 2
-                       else struct.unpack("<f", value))
-    return out
-
-
 def parse_example(data: bytes) -> Dict[str, list]:
-    """A serialized ``tf.train.Example`` -> ``{feature name: [values]}`` (bytes, ints or floats)."""
-    out: Dict[str, list] = {}
-    for field, _, features in _fields(data):
-        if field != 1:
-            continue
-        for f2, _, entry in _fields(features):  # map<string, Feature> entries
-            if f2 != 1:
-                continue
-            name, feature = "", b""
-            for f3, _, v in _fields(entry):
-                if f3 == 1:
-                    name = v.decode("utf-8")
-                elif f3 == 2:
-                    feature = v
-            for kind, _, payload in _fields(feature):
-                if kind == 1:  # BytesList
-                    out[name] = [v for f4, _, v in _fields(payload) if f4 == 1]
-                elif kind == 2:  # FloatList
-                    out[name] = _floats(payload)
-                elif kind == 3:  # Int64List
-                    out[name] = _int64s(payload)
-            out.setdefault(name, [])
-    return out
+    """A serialized ``tf.train.Example`` -> ``{feature name: [values]}`` (bytes, ints or floats):
+    the wire-format decoder the TFDS metadata writer uses
+    (:func:`transforms.write.tfds_meta.example_keys`)."""
+    return {key: values for key, (_, values) in example_keys(data).items()}
 
 
 def shard_files(data_dir: str, split: str) -> Tuple[List[str], Optional[Dict[str, int]]]:

@@ -297,7 +297,8 @@ def _frame_db(x: np.ndarray, rate: int) -> np.ndarray:
     """RMS level of each 10 ms frame, in dBFS."""
     n = max(1, int(round(_FRAME_S * rate)))
     frames = x[: (x.size // n) * n].reshape(-1, n) if x.size >= n else x.reshape(1, -1)
-    rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
+    # row sums of squares without a squared copy of the whole signal
+    rms = np.sqrt(np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / frames.shape[1])
     return 20.0 * np.log10(np.maximum(rms, 1e-10))
 
 

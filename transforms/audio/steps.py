@@ -22,7 +22,6 @@ Examples.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import apache_beam as beam
@@ -126,7 +125,7 @@ class AudioExactDedup(ExactDedup):
 def band_keys(record: dict, bands: int = BANDS):
     """``((band, 8 bits of the hash), node)`` for each band of the record's fingerprint."""
     h = record["fingerprint"]
-    node = accounting.node_id(record)
+    node = transcribed_first(record)
     for i in range(bands):
         yield (i, (h >> (8 * i)) & 0xFF), node
 
@@ -142,38 +141,23 @@ class AudioNearDedup(beam.PTransform):
         self._max, self._rounds, self._bucket = max_distance, max_rounds, max_bucket
 
     def expand(self, records):
-        # Survivors are the smallest node of each component: ids are ranked first so that
-        # a clip with a transcript outlives its untranscribed copies.
-        records = records | "RankTranscribed" >> beam.Map(_ranked)
         inputs = {
             "records": records,
             "bands": records | "BandKeys" >> beam.FlatMap(band_keys),
             "payloads": records | "NodeHash" >> beam.Map(
-                lambda r: (accounting.node_id(r), r["fingerprint"])),
+                lambda r: (transcribed_first(r), r["fingerprint"])),
         }
         removed = inputs | "Components" >> RemoveNearDuplicates(
             HammingAtMost(self._max), counter="audio_dedup", max_bucket=self._bucket,
-            max_rounds=self._rounds)
-        return {"records": removed["records"] | "UnrankIds" >> beam.Map(_unranked),
-                "counts": removed[accounting.COUNTS],
-                "samples": removed[accounting.SAMPLES] | "UnrankSampleIds" >> beam.Map(
-                    lambda s: dataclasses.replace(s, id=_strip_rank(s.id)))}
+            max_rounds=self._rounds, node=transcribed_first)
+        return {"records": removed["records"], "counts": removed[accounting.COUNTS],
+                "samples": removed[accounting.SAMPLES]}
 
 
-_RANK_SEP = "\x1e"
-
-
-def _ranked(record: dict) -> dict:
-    """The record with its id prefixed by 0 (has a transcript) or 1 (has none)."""
-    return dict(record, id=("0" if record.get("text") else "1") + _RANK_SEP + record["id"])
-
-
-def _strip_rank(rid: str) -> str:
-    return rid.split(_RANK_SEP, 1)[1] if _RANK_SEP in rid[:2] else rid
-
-
-def _unranked(record: dict) -> dict:
-    return dict(record, id=_strip_rank(record["id"]))
+def transcribed_first(record: dict) -> str:
+    """The record's node for near dedup, ranked so that a clip with a transcript is the
+    smallest of its group (the survivor), then the smallest id."""
+    return ("0" if record.get("text") else "1") + accounting.node_id(record)
 
 
 class _ToExample(accounting.CountingDoFn):

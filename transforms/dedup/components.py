@@ -387,13 +387,17 @@ class Survivors(beam.PTransform):
 
     Args:
       thumbnail: optional ``record -> str`` (base64 JPEG) shown with the samples of drops.
+      node: ``record -> node``, as the bands and payloads were keyed (default
+        :func:`transforms.accounting.node_id`).
 
     Returns a dict with ``records``, ``counts`` and ``samples``.
     """
 
-    def __init__(self, thumbnail: Optional[Callable[[dict], str]] = None):
+    def __init__(self, thumbnail: Optional[Callable[[dict], str]] = None,
+                 node: Callable[[dict], str] = accounting.node_id):
         super().__init__()
         self._thumbnail = thumbnail
+        self._node = node
 
     def expand(self, inputs):
         removed = (
@@ -403,8 +407,9 @@ class Survivors(beam.PTransform):
             | "KeyRemoved" >> beam.Map(lambda rid: (rid, True))
         )
         # records wait for the components packed (transforms.packing; spilled on a local run)
+        node = self._node
         keyed = inputs["records"] | "KeyByNode" >> beam.Map(
-            lambda r: (accounting.node_id(r), pack(r, spill=True)))
+            lambda r: (node(r), pack(r, spill=True)))
         survivors = (
             {"record": keyed, "drop": removed}
             | "JoinRemovals" >> beam.CoGroupByKey()
@@ -440,7 +445,9 @@ class RemoveNearDuplicates(beam.PTransform):
 
     Input: a dict with ``records``, ``bands`` (``(band key, node)`` pairs) and,
     unless ``accept`` is None, ``payloads`` (``(node, payload)``); a node is
-    :func:`transforms.accounting.node_id` of its record.
+    ``node(record)``: :func:`transforms.accounting.node_id` unless given. The
+    smallest node of a component survives, so a ``node`` function that puts a
+    rank before the id chooses which record a group keeps.
 
     Args:
       accept: pure predicate on two payloads (see :class:`VerifyPairs`), or None
@@ -450,6 +457,10 @@ class RemoveNearDuplicates(beam.PTransform):
       max_rounds: star rounds (see :class:`ConnectedComponents`).
       clusters: also return ``clusters`` rows and count the cluster-size histogram.
       thumbnail: optional ``record -> str`` for the samples of dropped records.
+      node: ``record -> node`` (default :func:`transforms.accounting.node_id`); the
+        bands and payloads must be keyed by the same function. Cluster rows name
+        records by :func:`transforms.accounting.node_record_id`, so ``clusters``
+        needs the default.
 
     Returns a dict with ``records``, ``counts``, ``samples`` (of dropped records) and,
     with ``clusters``, ``clusters``.
@@ -457,10 +468,14 @@ class RemoveNearDuplicates(beam.PTransform):
 
     def __init__(self, accept: Optional[Accept], counter: str = COUNTER, max_bucket: int = 64,
                  max_rounds: int = 10, clusters: bool = False,
-                 thumbnail: Optional[Callable[[dict], str]] = None):
+                 thumbnail: Optional[Callable[[dict], str]] = None,
+                 node: Callable[[dict], str] = accounting.node_id):
         super().__init__()
         if max_rounds < 1 or max_bucket < 2:
             raise ValueError("max_rounds must be >= 1 and max_bucket >= 2")
+        if clusters and node is not accounting.node_id:
+            raise ValueError("clusters name records by node_id: a custom node function cannot")
+        self._node = node
         self._accept = accept
         self._counter = counter
         self._max_bucket = max_bucket
@@ -474,7 +489,8 @@ class RemoveNearDuplicates(beam.PTransform):
         if self._accept is not None:
             payloads = inputs["payloads"]
         else:  # pairs of handles still need their nodes
-            payloads = inputs["records"] | "Nodes" >> beam.Map(lambda r: (accounting.node_id(r), None))
+            node = self._node
+            payloads = inputs["records"] | "Nodes" >> beam.Map(lambda r: (node(r), None))
         verified = ({"pairs": candidates["pairs"], "payloads": payloads}
                     | "VerifyPairs" >> VerifyPairs(self._accept, self._counter))
         edges = verified["edges"]
@@ -482,7 +498,7 @@ class RemoveNearDuplicates(beam.PTransform):
         stars = edges | "ConnectedComponents" >> ConnectedComponents(self._max_rounds)
         counts.append(stars[accounting.COUNTS])
         survivors = ({"records": inputs["records"], "edges": stars["edges"]}
-                     | "Survivors" >> Survivors(self._thumbnail))
+                     | "Survivors" >> Survivors(self._thumbnail, self._node))
         counts.append(survivors[accounting.COUNTS])
         out = {"records": survivors["records"], accounting.SAMPLES: survivors[accounting.SAMPLES]}
         if self._clusters:

@@ -6,8 +6,11 @@ files in Arrow's *streaming* format (with ``dataset_info.json`` and
 ``pyarrow.ipc`` files use the *file* format (magic ``ARROW1``). Both are read
 record batch by record batch, so memory holds one batch, and only the columns
 the pipeline uses (text, id, url, license) are turned into Python objects. The
-bytes of those columns count against ``max_file_bytes``: the batches past the
-limit are one dead-letter entry, as Parquet's row groups are.
+bytes of those columns count against ``max_file_bytes`` and, against the
+file's size, ``max_decompression_ratio`` (IPC buffers may be compressed): the
+batches past a limit are one dead-letter entry, as Parquet's row groups are.
+One batch is decoded before it is measured, so a single compressed batch can
+expand in memory before the ratio stops the file.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from __future__ import annotations
 from typing import Callable, Iterator, Optional
 
 from transforms import accounting
-from transforms.read.plan import ReaderConfig, ReadTask, open_raw
-from transforms.read.records import Event, record_from_mapping
+from transforms.read.plan import RATIO_FLOOR, ReaderConfig, ReadTask, open_raw
+from transforms.read.records import Event, rows_of_columns
 
 __all__ = ["iter_arrow", "ARROW_FILE_MAGIC"]
 
@@ -40,6 +43,9 @@ def iter_arrow(task: ReadTask, config: ReaderConfig,
                on_bytes: Optional[Callable[[int], None]] = None) -> Iterator[Event]:
     with open_raw(task.path) as raw:
         try:
+            raw.seek(0, 2)
+            on_disk = raw.tell()
+            raw.seek(0)
             schema, batches = _batches(raw)
         except Exception as e:  # noqa: BLE001 - pyarrow's message names the problem
             yield "dead", accounting.dead_letter_entry(
@@ -64,6 +70,14 @@ def iter_arrow(task: ReadTask, config: ReaderConfig,
                 return
             picked = batch.select(columns)
             read += picked.nbytes
+            if read >= RATIO_FLOOR and read > config.max_decompression_ratio * max(on_disk, 1):
+                # compressed IPC buffers: the batches hold far more than the file
+                yield "dead", accounting.dead_letter_entry(
+                    task.path, first, "decompression_bomb",
+                    f"record batches from row {first} on not read: {read} bytes from a file of "
+                    f"{on_disk} exceed max_decompression_ratio={config.max_decompression_ratio:g}",
+                    unit="row")
+                return
             if read > config.max_file_bytes:
                 yield "dead", accounting.dead_letter_entry(
                     task.path, first, "file_too_large",
@@ -73,12 +87,5 @@ def iter_arrow(task: ReadTask, config: ReaderConfig,
             if on_bytes is not None:
                 on_bytes(picked.nbytes)
             cols = {c: picked.column(c).to_pylist() for c in columns}
-            for i in range(batch.num_rows):
-                obj = {c: cols[c][i] for c in columns}
-                rec, dead = record_from_mapping(
-                    obj, task.path, task.rel, first + i, config, raw=repr(obj)[:400], unit="row")
-                if dead is not None:
-                    yield "dead", dead
-                else:
-                    yield "record", rec
+            yield from rows_of_columns(cols, batch.num_rows, first, task.path, task.rel, config)
             first += batch.num_rows

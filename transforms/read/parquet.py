@@ -6,7 +6,7 @@ from typing import Callable, Iterator, Optional
 
 from transforms import accounting
 from transforms.read.plan import ReaderConfig, ReadTask, open_raw, parquet_columns, parquet_stop
-from transforms.read.records import Event, record_from_mapping
+from transforms.read.records import Event, rows_of_columns
 
 __all__ = ["iter_parquet"]
 
@@ -51,12 +51,5 @@ def iter_parquet(task: ReadTask, config: ReaderConfig,
                 continue
             if on_bytes is not None:
                 on_bytes(table.nbytes)
-            for i in range(n_rows):
-                obj = {c: cols[c][i] for c in columns}
-                rec, dead = record_from_mapping(
-                    obj, task.path, task.rel, first + i, config, raw=repr(obj)[:400], unit="row")
-                if dead is not None:
-                    yield "dead", dead
-                else:
-                    yield "record", rec
+            yield from rows_of_columns(cols, n_rows, first, task.path, task.rel, config)
             first += n_rows

@@ -14,12 +14,12 @@ hold files with the same relative name (ids need not be unique; keys are).
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 from transforms import accounting
 from transforms.read.plan import ReaderConfig
 
-__all__ = ["Event", "derive_id", "record_from_mapping"]
+__all__ = ["Event", "derive_id", "record_from_mapping", "rows_of_columns"]
 
 # Format cores. Each yields ("record", rec) / ("dead", entry) / ("filtered", reason)
 # / ("info", name).
@@ -75,3 +75,14 @@ def record_from_mapping(
         meta["html"] = _looks_html(text)
     return {"id": rid, "key": accounting.record_key(source, position), "text": text, "source": source,
             "position": position, "meta": meta}, None
+
+
+def rows_of_columns(cols: Dict[str, list], n_rows: int, first: int, source: str, rel: str,
+                    config: ReaderConfig) -> Iterator[Event]:
+    """Columnar input (Parquet row groups, Arrow record batches) -> one event per row."""
+    names = list(cols)
+    for i in range(n_rows):
+        obj = {c: cols[c][i] for c in names}
+        rec, dead = record_from_mapping(obj, source, rel, first + i, config,
+                                        raw=repr(obj)[:400], unit="row")
+        yield ("dead", dead) if dead is not None else ("record", rec)
