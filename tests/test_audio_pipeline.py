@@ -193,3 +193,21 @@ def test_bad_audio_flags_are_one_line_errors(tmp_path, capsys):
             run_audio([good], tmp_path / "out", *extra)
         assert e.value.code == 2
         assert flag in capsys.readouterr().err
+
+
+def test_a_long_recording_splits_into_segments_and_the_identity_holds(tmp_path):
+    from test_audio import container, speechlike
+
+    rate = 22050
+    parts = [speechlike(seconds=4.0, seed=s) for s in range(5)]
+    gap = np.zeros(int(0.5 * rate), np.float32)
+    long = np.concatenate([p for part in parts for p in (part, gap)])
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "long.wav").write_bytes(container(long, rate=rate))
+    stats = run_audio([tmp_path / "in" / "*.wav"], tmp_path / "out", "--max_seconds", "6")
+    records = read_shards(tmp_path / "out")
+    assert stats["records_out"] == len(records) >= 4
+    assert sorted(r["audio/id"][0].decode().split("#")[1] for r in records) == [
+        str(k) for k in range(1, len(records) + 1)]
+    assert stats["records_in"] == 1 + (len(records) - 1) and stats["accounting"]["holds"]
+    assert stats["audio"]["split_files"] == 1

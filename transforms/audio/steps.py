@@ -6,7 +6,9 @@ Examples.
   as filtered, both with their reason; one record per clip comes out (a file
   split at silences gives several, ids ``<id>#1``, ``<id>#2``...; their
   transcript is dropped, since nothing says which words fall in which
-  segment, and counted under ``info.transcript_dropped_split``). Codecs,
+  segment, and counted under ``info.transcript_dropped_split``). Each segment
+  past the first counts as one more input record (``records_in`` reason
+  ``audio_segments``), so the accounting identity holds. Codecs,
   containers, source sample rates and durations are counted for stats.json.
 * :class:`AudioExactDedup`: the same decoded samples (and transcript) keep the
   smallest id, whatever container or codec carried them.
@@ -27,7 +29,7 @@ import time
 import apache_beam as beam
 
 from transforms import accounting
-from transforms.accounting import FILTERED, INFO
+from transforms.accounting import FILTERED, IN, INFO
 from transforms.audio.process import AudioConfig, AudioReject, process_audio
 from transforms.dedup.components import RemoveNearDuplicates
 from transforms.dedup.exact import ExactDedup
@@ -80,6 +82,8 @@ class _ProcessDoFn(accounting.CountingDoFn):
         base = {k: v for k, v in record.items() if k not in ("audio_bytes", "slice")}
         if len(clips) > 1 or clips[0].segments > 1:
             self.count(INFO, "audio_split_files", metric=False)
+            # each segment past the first is one more record: the identity counts it in
+            self.count(IN, "audio_segments", len(clips) - 1)
             if base.get("text"):
                 self.count(INFO, "transcript_dropped_split", metric=False)
             base["text"] = ""
@@ -95,8 +99,6 @@ class _ProcessDoFn(accounting.CountingDoFn):
                        seconds=clip.seconds)
             self.count(HIST_SECONDS, str(histogram_bucket(int(round(clip.seconds * 10)))),
                        metric=False)
-            if len(clips) > 1:
-                self.count(INFO, "audio_segments", metric=False)
             yield out
 
 
