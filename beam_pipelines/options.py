@@ -483,7 +483,7 @@ AUDIO_STEPS = (
              help="Longer clips are split at silences into segments no longer than this "
              "(--no_split: filtered as too_long)."),
         Flag("no_split", boolean, False),
-        Flag("max_input_seconds", float, 4 * 3600.0, check=in_range(1.0), regex=NUMBER,
+        Flag("max_input_seconds", float, 2 * 3600.0, check=in_range(1.0), regex=NUMBER,
              help="Files whose header claims more are refused before decoding."),
         Flag("max_channels", int, 8, check=in_range(1, 255)),
         Flag("silence_db", float, -50.0, help="dBFS below which audio is silence.",

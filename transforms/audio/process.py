@@ -82,7 +82,7 @@ class AudioConfig:
     min_seconds: float = 0.5  # after trimming
     max_seconds: float = 30.0  # longer clips are split at silences (or filtered)
     split_long: bool = True
-    max_input_seconds: float = 4 * 3600.0  # refused from the header, before decoding
+    max_input_seconds: float = 2 * 3600.0  # refused from the header, before decoding
     max_channels: int = 8
     silence_db: float = -50.0  # dBFS: frames below are silence (trim, split, all-silent)
     trim: bool = True
