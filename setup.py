@@ -49,7 +49,11 @@ INSTALL_REQUIRES = [
 
 EXTRAS = {
     # jax: the trainer's --backend jax (Keras 3 on JAX, data parallel) is tested on CPU devices
-    "test": ["pytest>=8", "hypothesis>=6.100", "pytest-xdist>=3.5", "jax[cpu]==0.10.2"],
+    # torch: trainer/torch_data.py's IterableDataset with DataLoader workers and gloo ranks
+    # (PyPI's Linux wheel brings the CUDA libraries; it runs on CPU without a GPU);
+    # datasets and webdataset: the Parquet/JSON Lines and tar shards load in those libraries.
+    "test": ["pytest>=8", "hypothesis>=6.100", "pytest-xdist>=3.5", "jax[cpu]==0.10.2",
+             "torch==2.15.0", "datasets==5.2.0", "webdataset==1.0.2"],
     # spacy: datatrove's Gopher filters split English words with it.
     "bench": ["datatrove==0.10.1", "spacy>=3.7", "rensa==0.5.0", "psutil>=5.9"],
 }

@@ -256,6 +256,11 @@ OUTPUT = (
              help="Shards per split; 0 = one per --target_shard_mb of data."),
         Flag("target_shard_mb", int, 128, check=POSITIVE,
              help="Target shard size when --num_shards is 0."),
+        Flag("output_format", default="tfrecord",
+             choices=("tfrecord", "parquet", "jsonl", "webdataset"),
+             help="Shard format: tfrecord (tf.train.Example; the trainer reads it), parquet "
+             "(Hugging Face datasets), jsonl, or webdataset (tar); same records, names and "
+             "manifest."),
     )),
     Group("run", (
         Flag("max_dead_letter_fraction", float, 0.1, check=in_range(0.0, 1.0),

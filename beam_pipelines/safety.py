@@ -47,10 +47,10 @@ MANIFEST = "manifest.json"
 OUTPUT_NAMES = (
     r"COMPLETED", r"stats\.json", r"manifest\.json", r"report\.html", r"samples\.jsonl",
     r"dataset_info\.json", r"features\.json", r"labels\.txt", r"[^/]*\.labels\.txt",
-    r"data/(train|validation)-\d{5}-of-\d{5}\.tfrecord",
+    r"data/(train|validation)-\d{5}-of-\d{5}\.(tfrecord|parquet|jsonl|tar)",
     r"dead_letter/dead_letter-\d{5}-of-\d{5}\.jsonl",
     r"near_dup_clusters/clusters-\d{5}-of-\d{5}\.jsonl",
-    r"tokenizer/spm\.(model|vocab)",
+    r"tokenizer/spm\.(model|vocab)", r"tokenizer/tokenizer\.json",
 )
 _OUTPUT_RE = re.compile("^(" + "|".join(OUTPUT_NAMES) + ")$")
 _TEMP_RE = re.compile(r"(^|/)beam-temp-[^/]*(/|$)")

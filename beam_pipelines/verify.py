@@ -33,7 +33,12 @@ re-reads every shard that ``DIR/manifest.json`` lists and checks:
   older beamtrain) gets a warning, not a failure;
 * the tokenizer's sha256 is the manifest's, when one is listed, and
   ``content_sha256`` is the digest of the listed shards and tokenizer;
-* the TFDS metadata beside the shards is there: ``features.json`` and
+* shards of other formats (``config.writer.output_format``: parquet, jsonl,
+  webdataset; :mod:`transforms.write.formats`) are read back the same way:
+  their name ends in the format's extension, every record has a string id that
+  hashes to the file's split and shard, and the count, size and sha256 are the
+  manifest's;
+* the TFDS metadata beside TFRecord shards is there: ``features.json`` and
   ``dataset_info.json``, whose splits' shard lengths and sizes are the
   manifest's (splits without records are left out of it).
 
@@ -65,6 +70,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.localfilesystem import LocalFileSystem
 
+from transforms.write import formats
 from transforms.write import shards as writers
 from transforms.write.finalize import config_digest
 
@@ -74,7 +80,7 @@ __all__ = ["verify", "check_shard", "example_id", "path_problem", "summary", "ma
 _BLOCK = 1 << 20
 NO_CONFIG_DIGEST = "no config digest (written by an older beamtrain)"
 _SHARD_NAME = re.compile(
-    r"data/(?P<split>[^/\\]+)-(?P<index>[0-9]{5,})-of-(?P<n>[0-9]{5,})\.tfrecord")
+    r"data/(?P<split>[^/\\]+)-(?P<index>[0-9]{5,})-of-(?P<n>[0-9]{5,})\.(?P<ext>[a-z]+)")
 _MAX_LISTED = 10  # missing shards named one by one, then counted
 
 
@@ -106,8 +112,8 @@ def _is_local(path: str) -> bool:
     return isinstance(FileSystems.get_filesystem(path), LocalFileSystem)
 
 
-def _shard_name(split: str, index: int, n: int) -> str:
-    return f"data/{split}-{index:05d}-of-{n:05d}.tfrecord"
+def _shard_name(split: str, index: int, n: int, ext: str = "tfrecord") -> str:
+    return f"data/{split}-{index:05d}-of-{n:05d}.{ext}"
 
 
 # --------------------------------------------------------------------------
@@ -312,33 +318,37 @@ class _Placement:
     """Checks that each record of one shard hashes to that shard (split and index)."""
 
     def __init__(self, split: str, index: int, n: int, fraction: float,
-                 shards_per_split: Dict[str, int]):
+                 shards_per_split: Dict[str, int], ext: str = "tfrecord"):
         self.split, self.index, self.n, self.fraction = split, index, n, fraction
+        self.ext = ext
         self.shards_per_split = shards_per_split
         self.seen = self.misplaced = self.unreadable = 0
         self.first_misplaced = self.first_unreadable = ""
 
-    def __call__(self, number: int, offset: int, data: bytes) -> None:
+    def __call__(self, number: int, offset: int, data) -> None:
+        """``data``: a serialized Example, or the record's id (other formats)."""
         self.seen += 1
+        at = f"record {number}" + (f" at byte {offset}" if offset >= 0 else "")
         try:
-            pid = writers.placement_id(example_id(data))
+            pid = writers.placement_id(data if isinstance(data, str) else example_id(data))
         except ValueError as e:
             self.unreadable += 1
             if not self.first_unreadable:
-                self.first_unreadable = f"record {number} at byte {offset}: {e}"
+                self.first_unreadable = f"{at}: {e}"
             return
         split = writers.split_of(pid, self.fraction)
         if split == self.split:
             index = writers.shard_of(pid, self.n)
             if index == self.index:
                 return
-            where = _shard_name(split, index, self.n)
+            where = _shard_name(split, index, self.n, self.ext)
         else:
             n = self.shards_per_split.get(split)
-            where = _shard_name(split, writers.shard_of(pid, n), n) if n else f"split {split!r}"
+            where = (_shard_name(split, writers.shard_of(pid, n), n, self.ext) if n
+                     else f"split {split!r}")
         self.misplaced += 1
         if not self.first_misplaced:
-            self.first_misplaced = f"record {number} at byte {offset} belongs in {where}"
+            self.first_misplaced = f"{at} belongs in {where}"
 
     def problems(self) -> List[str]:
         out, records = [], self.seen
@@ -458,6 +468,30 @@ def check_shard(path: str, size: Optional[int] = None, on_record: Optional[OnRec
         return _read_shard(f, size, on_record)
 
 
+def _read_other(fmt: str, folder: "_Folder", rel: str, on_record: Optional[OnRecord] = None
+                ) -> Tuple[Optional[int], int, str, List[str]]:
+    """A Parquet, JSON Lines or WebDataset shard: like :func:`check_shard` for TFRecord.
+
+    Every byte is hashed in one streaming pass (Parquet reads its ``id`` column
+    through a second, seekable open of the same file).
+    """
+    problems: List[str] = []
+    records: Optional[int] = 0
+    with folder.open(rel) as f:
+        r = _Reader(f)
+        try:
+            for number, offset, rid in formats.read_shard_ids(fmt, r.read,
+                                                              lambda: folder.open(rel)):
+                if on_record is not None:
+                    on_record(number, offset, rid)
+                records += 1
+        except ValueError as e:
+            problems.append(f"unreadable {fmt} shard: {e}")
+            records = None
+        r.drain()
+    return records, r.offset, r.sha.hexdigest(), problems
+
+
 # --------------------------------------------------------------------------
 # JSON files, stats, manifest
 
@@ -544,8 +578,20 @@ def _validation_fraction(manifest: Dict[str, Any], problems: List[str]) -> Optio
     return None
 
 
+def _output_format(manifest: Dict[str, Any], problems: List[str]) -> str:
+    """config.writer.output_format (tfrecord when absent: written before formats existed)."""
+    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+    writer = config.get("writer") if isinstance(config.get("writer"), dict) else {}
+    fmt = writer.get("output_format", "tfrecord")
+    if fmt not in formats.FORMATS:
+        problems.append(f"manifest.json: config.writer.output_format {fmt!r} is not one of "
+                        f"{', '.join(formats.FORMATS)} (read as tfrecord)")
+        return "tfrecord"
+    return fmt
+
+
 def _check_layout(shards: List[Dict[str, Any]], fraction: Optional[float],
-                  problems: List[str]) -> Dict[str, Tuple[str, int, int]]:
+                  problems: List[str], ext: str = "tfrecord") -> Dict[str, Tuple[str, int, int]]:
     """Shard names, splits and complete ``-of-N`` sets; ``{path: (split, index, N)}``."""
     placed: Dict[str, Tuple[str, int, int]] = {}
     sets: Dict[str, Dict[int, set]] = {}
@@ -554,10 +600,14 @@ def _check_layout(shards: List[Dict[str, Any]], fraction: Optional[float],
         m = _SHARD_NAME.fullmatch(rel)
         if not m:
             if not path_problem(rel):  # unsafe paths are reported once, by the shard check
-                problems.append(f"{rel}: not a shard name (data/SPLIT-NNNNN-of-NNNNN.tfrecord)")
+                problems.append(f"{rel}: not a shard name (data/SPLIT-NNNNN-of-NNNNN.{ext})")
             continue
         split, index, n = m["split"], int(m["index"]), int(m["n"])
-        if index >= n or rel != _shard_name(split, index, n):
+        if m["ext"] != ext:
+            problems.append(f"{rel}: not a shard name (data/SPLIT-NNNNN-of-NNNNN.{ext}: the run "
+                            f"wrote {ext} shards)")
+            continue
+        if index >= n or rel != _shard_name(split, index, n, ext):
             problems.append(f"{rel}: not a shard name (index {index} of {n})")
             continue
         if s["split"] != split:
@@ -567,23 +617,23 @@ def _check_layout(shards: List[Dict[str, Any]], fraction: Optional[float],
         sets.setdefault(split, {}).setdefault(n, set()).add(index)
     for split, by_n in sorted(sets.items()):
         if len(by_n) > 1:
-            problems.append(f"data/{split}-*.tfrecord: split {split!r} mixes shard sets "
+            problems.append(f"data/{split}-*.{ext}: split {split!r} mixes shard sets "
                             + ", ".join(f"-of-{n:05d}" for n in sorted(by_n)))
         for n, present in sorted(by_n.items()):
             absent = [i for i in range(n) if i not in present]
             for i in absent[:_MAX_LISTED]:
-                problems.append(f"{_shard_name(split, i, n)}: missing from manifest.json "
+                problems.append(f"{_shard_name(split, i, n, ext)}: missing from manifest.json "
                                 f"(split {split!r} lists {len(present)} of its {n} shards)")
             if len(absent) > _MAX_LISTED:
-                problems.append(f"data/{split}-*-of-{n:05d}.tfrecord: {len(absent) - _MAX_LISTED} "
+                problems.append(f"data/{split}-*-of-{n:05d}.{ext}: {len(absent) - _MAX_LISTED} "
                                 "more shards missing from manifest.json")
     if fraction is not None:
         expected = {writers.TRAIN} | ({writers.VALIDATION} if fraction > 0 else set())
         for split in sorted(expected - set(sets)):
-            problems.append(f"data/{split}-*.tfrecord: split {split!r} has no shards in "
+            problems.append(f"data/{split}-*.{ext}: split {split!r} has no shards in "
                             f"manifest.json (validation_fraction {fraction})")
         for split in sorted(set(sets) - expected):
-            problems.append(f"data/{split}-*.tfrecord: split {split!r} is not written with "
+            problems.append(f"data/{split}-*.{ext}: split {split!r} is not written with "
                             f"validation_fraction {fraction}")
     return placed
 
@@ -682,7 +732,9 @@ def verify(output_dir: str, warnings: Optional[List[str]] = None) -> List[str]:
 
     shards = _shard_entries(manifest, problems)
     fraction = _validation_fraction(manifest, problems)
-    placed = _check_layout(shards, fraction, problems)
+    fmt = _output_format(manifest, problems)
+    ext = formats.EXTENSIONS.get(fmt, "tfrecord")
+    placed = _check_layout(shards, fraction, problems, ext)
     shards_per_split = {split: n for split, _, n in placed.values()}
     total = 0
     by_split: Dict[str, int] = {}
@@ -696,10 +748,13 @@ def verify(output_dir: str, warnings: Optional[List[str]] = None) -> List[str]:
             continue
         placement = None
         if fraction is not None and rel in placed:
-            placement = _Placement(*placed[rel], fraction, shards_per_split)
+            placement = _Placement(*placed[rel], fraction, shards_per_split, ext)
         try:
-            with folder.open(rel) as f:
-                records, nbytes, sha, framing = _read_shard(f, size, placement)
+            if fmt == "tfrecord":
+                with folder.open(rel) as f:
+                    records, nbytes, sha, framing = _read_shard(f, size, placement)
+            else:
+                records, nbytes, sha, framing = _read_other(fmt, folder, rel, placement)
         except Exception as e:
             problems.append(f"{rel}: unreadable ({type(e).__name__}: {e})")
             continue
@@ -763,7 +818,8 @@ def verify(output_dir: str, warnings: Optional[List[str]] = None) -> List[str]:
             problems.append("manifest.json: content_sha256 is not the digest of the listed "
                             "shards and tokenizer (manifest edited?)")
 
-    _check_tfds(folder, shards, problems)
+    if fmt == "tfrecord":  # TFDS metadata is written for TFRecord shards only
+        _check_tfds(folder, shards, problems)
     return problems
 
 

@@ -175,6 +175,12 @@ def shard_files(data_dir: str, split: str) -> List[str]:
     pattern = os.path.join(data_dir, "data", f"{split}-*-of-*.tfrecord")
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
+        others = sorted(tf.io.gfile.glob(os.path.join(data_dir, "data", f"{split}-*-of-*.*")))
+        if others:
+            raise FileNotFoundError(
+                f"{data_dir} holds {os.path.splitext(others[0])[1][1:]} shards, not TFRecord: "
+                "the trainer reads --output_format tfrecord (run the pipeline again with it, or "
+                "load these with their own library)")
         raise FileNotFoundError(f"no shards match {pattern}: is {data_dir} a beamtrain output directory?")
     return files
 

@@ -87,7 +87,10 @@ def shard_files(data_dir: str, split: str) -> Tuple[List[str], Optional[Dict[str
     files = sorted(os.path.join(data, n) for n in os.listdir(data)
                    if n.startswith(f"{split}-") and n.endswith(".tfrecord"))
     if not files:
-        raise FileNotFoundError(f"no {split} shards in {data}")
+        other = [n for n in os.listdir(data) if n.startswith(f"{split}-")]
+        hint = (f" ({other[0].rsplit('.', 1)[-1]} shards: these loaders read --output_format "
+                "tfrecord)") if other else ""
+        raise FileNotFoundError(f"no {split} TFRecord shards in {data}{hint}")
     counts = None
     try:
         with open(os.path.join(data_dir, "manifest.json"), encoding="utf-8") as f:

@@ -31,7 +31,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from transforms import accounting
-from transforms.write import tfds_meta
+from transforms.write import formats, tfds_meta
 from transforms.write import shards as writers
 from transforms.write.sidecars import WriteDeadLetter, WriteSamples
 from transforms.accounting import DEAD_LETTER, DUPLICATES, FILTERED, IN, INFO, OUT
@@ -207,10 +207,19 @@ def _write_json(output_dir: str, name: str, obj: Any) -> None:
         f.write(writers.json_dumps(obj))
 
 
-def complete_shards(output_dir: str, shards: List[dict], writer: writers.WriterConfig) -> List[dict]:
+def run_columns(spec: OutputSpec) -> Tuple[str, ...]:
+    """The columns of a run's non-TFRecord shards (none for TFRecord)."""
+    if spec.writer.output_format == "tfrecord":
+        return ()
+    return tuple(formats.columns_for(dict(spec.config)))
+
+
+def complete_shards(output_dir: str, shards: List[dict], writer: writers.WriterConfig,
+                    columns: Sequence[str] = ()) -> List[dict]:
     """Every shard of every split, the empty ones created, sorted by (split, index)."""
     splits = [writers.TRAIN] + ([writers.VALIDATION] if writer.validation_fraction else [])
-    shards = list(shards) + writers.write_empty_shards(output_dir, list(shards), splits)
+    shards = list(shards) + writers.write_empty_shards(output_dir, list(shards), splits,
+                                                       writer.output_format, columns)
     shards.sort(key=lambda s: (s["split"], s["index"]))
     return shards
 
@@ -325,12 +334,13 @@ class _FinalizeDoFn(beam.DoFn):
     def process(self, _, counts, shards, files, dead_files, tokenizer, *extras):
         spec = self._spec
         out = spec.output_dir
-        shards = complete_shards(out, shards, spec.writer)
+        shards = complete_shards(out, shards, spec.writer, run_columns(spec))
         stats = run_stats(counts, shards)
         _write_json(out, "stats.json", stats)
         manifest = build_manifest(spec, stats, shards, files, dead_files, tokenizer, extras)
         _write_json(out, "manifest.json", manifest)
-        write_tfds(out, manifest)
+        if spec.writer.output_format == "tfrecord":  # TFDS reads TFRecord only
+            write_tfds(out, manifest)
         check_run(stats, spec)
         if self._on_success is not None:
             self._on_success(out)
@@ -417,7 +427,8 @@ def write_dataset(records: beam.PCollection, encode: beam.PTransform, parts: Par
     out = spec.output_dir
     p = records.pipeline
     examples = records | "EncodeExamples" >> encode
-    shards = examples.examples | "WriteShards" >> writers.WriteShards(out, spec.writer)
+    shards = examples.examples | "WriteShards" >> writers.WriteShards(out, spec.writer,
+                                                                      run_columns(spec))
     counts = tuple(parts.counts) + (examples[accounting.COUNTS], shards[accounting.COUNTS])
     dead = tuple(parts.dead) + (shards[accounting.DEAD],)
     dead_files = dead | "DeadLetter" >> WriteDeadLetter(out, spec.dead_letter_raw)

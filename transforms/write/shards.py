@@ -14,7 +14,6 @@ shard per ``target_shard_bytes`` of serialized examples.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import re
@@ -28,6 +27,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms import accounting
 from transforms.accounting import INFO, OUT
+from transforms.write import formats
 from transforms.packing import pack, unpack
 
 __all__ = [
@@ -61,8 +61,12 @@ class WriterConfig:
     num_shards: int = 0  # 0 = from the data size
     target_shard_bytes: int = 128 << 20
     duplicate_ids: str = "keep"  # records sharing an input id: "keep" (renamed) or "dead_letter"
+    output_format: str = "tfrecord"  # tfrecord | parquet | jsonl | webdataset (formats.py)
 
     def __post_init__(self):
+        if self.output_format not in formats.FORMATS:
+            raise ValueError(f"output_format must be one of {', '.join(formats.FORMATS)}, "
+                             f"got {self.output_format!r}")
         if self.duplicate_ids not in ("keep", "dead_letter"):
             raise ValueError(f"duplicate_ids must be keep or dead_letter, got {self.duplicate_ids!r}")
         if not 0.0 <= self.validation_fraction < 1.0:
@@ -253,8 +257,10 @@ def shard_of(record_id: str, num_shards: int) -> int:
     return accounting.stable_hash64("shard:" + record_id) % num_shards
 
 
-def shard_path(output_dir: str, split: str, index: int, num_shards: int) -> str:
-    return FileSystems.join(output_dir, "data", f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord")
+def shard_path(output_dir: str, split: str, index: int, num_shards: int,
+               output_format: str = "tfrecord") -> str:
+    ext = formats.EXTENSIONS[output_format]
+    return FileSystems.join(output_dir, "data", f"{split}-{index:05d}-of-{num_shards:05d}.{ext}")
 
 
 def histogram_bucket(value: int) -> int:
@@ -341,22 +347,25 @@ class _WriteShard(accounting.CountingDoFn):
     with ``"dead_letter"`` they go to the dead letter (reason ``duplicate_id``).
     """
 
-    def __init__(self, output_dir: str, duplicate_ids: str = "keep"):
+    def __init__(self, output_dir: str, duplicate_ids: str = "keep",
+                 output_format: str = "tfrecord", columns: Sequence[str] = ()):
         super().__init__()
         self._output_dir = output_dir
         self._duplicate_ids = duplicate_ids
+        self._format = output_format
+        self._columns = tuple(columns)
 
     def process(self, keyed):
         (split, index, shards), examples = keyed
         start = time.perf_counter()
         examples = sorted((_unpack_example(e) for e in examples), key=lambda e: (e[1], e[2]))
-        path = shard_path(self._output_dir, split, index, shards)
-        digest = hashlib.sha256()
-        size = tokens = text_bytes = written = 0
+        path = shard_path(self._output_dir, split, index, shards, self._format)
+        tokens = text_bytes = written = 0
         input_ids = {e[1] for e in examples}
         used: set = set()
         next_suffix: Dict[str, int] = {}
         with FileSystems.create(path) as f:
+            shard = formats.open_shard(self._format, f, self._columns, index)
             for example in examples:
                 _, rid, data, n_tokens, n_bytes = example[:5]
                 if rid in used:
@@ -386,18 +395,16 @@ class _WriteShard(accounting.CountingDoFn):
                     if n_tokens:
                         self.count(LANGUAGE_TOKENS, example[6], n_tokens, metric=False)
                 written += 1
-                frame = tfrecord_frame(data)
-                f.write(frame)
-                digest.update(frame)
-                size += len(frame)
+                shard.add(data)
                 tokens += n_tokens
                 text_bytes += n_bytes
+            shard.close()
         self.time("write_shards", time.perf_counter() - start)
         self.count(OUT, split, written)
         self.count(INFO, f"tokens.{split}", tokens)
         self.count(INFO, f"text_bytes.{split}", text_bytes)
         yield {"split": split, "index": index, "num_shards": shards, "path": path,
-               "records": written, "bytes": size, "sha256": digest.hexdigest()}
+               "records": written, "bytes": shard.size, "sha256": shard.sha256}
 
 
 def _pack_example(example: tuple) -> tuple:
@@ -416,10 +423,13 @@ class WriteShards(beam.PTransform):
     (:mod:`transforms.packing`); each shard unpacks its own.
     """
 
-    def __init__(self, output_dir: str, config: WriterConfig):
+    def __init__(self, output_dir: str, config: WriterConfig, columns: Sequence[str] = ()):
         super().__init__()
+        if config.output_format != "tfrecord" and not columns:
+            raise ValueError(f"output_format {config.output_format!r} needs the run's columns")
         self._output_dir = output_dir
         self._config = config
+        self._columns = tuple(columns)
 
     def expand(self, examples):
         examples = examples | "PackExamples" >> beam.Map(_pack_example)
@@ -434,17 +444,21 @@ class WriteShards(beam.PTransform):
             | "AssignShard" >> beam.ParDo(_AssignShard(self._config), sizes=beam.pvalue.AsDict(sizes))
             | "GroupShards" >> beam.GroupByKey()
             | "WriteShard" >> beam.ParDo(
-                _WriteShard(self._output_dir, self._config.duplicate_ids)).with_outputs(
+                _WriteShard(self._output_dir, self._config.duplicate_ids,
+                            self._config.output_format, self._columns)).with_outputs(
                 accounting.COUNTS, accounting.DEAD, main="shards")
         )
 
 
 def write_empty_shards(output_dir: str, shards: List[dict],
-                       splits: Sequence[str] = ()) -> List[dict]:
+                       splits: Sequence[str] = (), output_format: str = "tfrecord",
+                       columns: Sequence[str] = ()) -> List[dict]:
     """Create the shards that hashing left empty, so every ``-of-N`` set is complete.
 
     A split in ``splits`` that got no record at all gets one empty shard, so
-    readers always find every split.
+    readers always find every split. An empty shard is a valid file of its
+    format with no record (an empty TFRecord or JSON Lines file, a Parquet file
+    with the schema, a tar with its end blocks).
     """
     by_split: Dict[str, Tuple[int, set]] = {split: (1, set()) for split in splits}
     for info in shards:
@@ -453,15 +467,15 @@ def write_empty_shards(output_dir: str, shards: List[dict],
             by_split[info["split"]] = (info["num_shards"], seen)
         seen.add(info["index"])
     created = []
-    empty_sha = hashlib.sha256(b"").hexdigest()
     for split, (n, seen) in sorted(by_split.items()):
         for index in range(n):
             if index not in seen:
-                path = shard_path(output_dir, split, index, n)
-                with FileSystems.create(path):
-                    pass
+                path = shard_path(output_dir, split, index, n, output_format)
+                with FileSystems.create(path) as f:
+                    shard = formats.open_shard(output_format, f, columns, index)
+                    shard.close()
                 created.append({"split": split, "index": index, "num_shards": n, "path": path,
-                                "records": 0, "bytes": 0, "sha256": empty_sha})
+                                "records": 0, "bytes": shard.size, "sha256": shard.sha256})
     return created
 
 

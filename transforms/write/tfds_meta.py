@@ -120,6 +120,33 @@ def _fields(buf: bytes):
 _KINDS = {1: "bytes", 2: "float", 3: "int64"}
 
 
+def packed_varints(buf: bytes):
+    """The int64 values of packed varints, decoded at once with NumPy (token lists are long).
+
+    ValueError when the last varint is cut or one is longer than 10 bytes.
+    """
+    import numpy as np
+
+    data = np.frombuffer(buf, dtype=np.uint8)
+    ends = np.flatnonzero(data < 0x80)
+    if not len(data):
+        return np.zeros(0, dtype=np.int64)
+    if not len(ends) or ends[-1] != len(data) - 1:
+        raise ValueError("truncated varint")
+    starts = np.empty_like(ends)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    lengths = ends - starts + 1
+    if lengths.max() > 10:
+        raise ValueError("varint longer than 10 bytes")
+    payload = (data & 0x7F).astype(np.uint64)
+    out = payload[starts].copy()
+    for k in range(1, int(lengths.max())):
+        more = lengths > k
+        out[more] |= payload[starts[more] + k] << np.uint64(7 * k)
+    return out.view(np.int64)
+
+
 def example_keys(serialized: bytes) -> Dict[str, Tuple[str, list]]:
     """``{key: (kind, values)}`` of a serialized tf.train.Example; kind: bytes, float or int64."""
     out: Dict[str, Tuple[str, list]] = {}
@@ -141,7 +168,9 @@ def example_keys(serialized: bytes) -> Dict[str, Tuple[str, list]]:
                 for n5, wire, v in _fields(lst):
                     if n5 != 1:
                         continue
-                    if kind == "int64" and wire == 2:  # packed
+                    if kind == "int64" and wire == 2 and len(v) >= 16:  # packed, long
+                        values.extend(packed_varints(v).tolist())
+                    elif kind == "int64" and wire == 2:  # packed
                         pos = 0
                         while pos < len(v):
                             x, pos = _varint(v, pos)
