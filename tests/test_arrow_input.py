@@ -70,3 +70,21 @@ def test_compressed_batches_that_expand_far_past_the_file_are_stopped(tmp_path):
     kinds = [k for k, _ in events]
     assert kinds[-1] == "dead" and events[-1][1]["reason"] == "decompression_bomb"
     assert 0 < kinds.count("record") < 40  # what came before the limit was read
+
+
+def test_a_real_datasets_save_to_disk_folder_is_read(tmp_path, monkeypatch):
+    datasets = __import__("pytest").importorskip("datasets")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    table = _table(40)
+    ds = datasets.Dataset(table)
+    ds.save_to_disk(str(tmp_path / "saved"), num_shards=3)
+    shards = sorted(p.name for p in (tmp_path / "saved").glob("*.arrow"))
+    assert len(shards) == 3 and (tmp_path / "saved" / "dataset_info.json").exists()
+    out = tmp_path / "out"
+    stats = run_text([tmp_path / "saved" / "*.arrow"], out, "--steps", "clean",
+                     "--validation_fraction", "0")
+    rows = read_shards(out)
+    assert stats["records_in"] == stats["records_out"] == 40
+    assert sorted(r["id"][0].decode() for r in rows) == table.column("id").to_pylist()
+    assert sorted(r["url"][0].decode() for r in rows) == sorted(table.column("url").to_pylist())

@@ -76,6 +76,23 @@ def test_batches_are_the_numpy_loaders_as_tensors(tmp_path):
     assert not all(torch.equal(a["tokens"], b["tokens"]) for a, b in zip(ours, other))
 
 
+def test_packed_batches_equal_tf_data_for_the_same_records(tmp_path):
+    from trainer import input_pipeline as ip
+
+    _data_dir(tmp_path, n_docs=200, n_files=1)
+    files = ip.shard_files(str(tmp_path), "train")
+    cfg = ip.InputConfig(seq_len=64, batch_size=8, mode="pack", deterministic=True)
+    want = list(ip.make_dataset(files, cfg, training=False))
+    got = list(torch.utils.data.DataLoader(LMDataset(str(tmp_path), 64, 8, mode="pack",
+                                                     shuffle_buffer=0), batch_size=None))
+    assert len(got) == len(want) > 5
+    for g, (f, t, w) in zip(got, want):
+        for key in ("tokens", "segment_ids", "positions"):
+            np.testing.assert_array_equal(g[key].numpy(), np.asarray(f[key]))
+        np.testing.assert_array_equal(g["targets"].numpy(), np.asarray(t))
+        np.testing.assert_array_equal(g["weights"].numpy(), np.asarray(w))
+
+
 def test_resume_from_the_state_dict_continues_each_reader_exactly(tmp_path):
     _data_dir(tmp_path, n_docs=300, n_files=4)
     kwargs = dict(mode="bucket", bucket_window=2, shuffle_buffer=20, with_ids=True, seed=1)
