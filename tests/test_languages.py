@@ -198,27 +198,32 @@ def test_bad_language_flags_exit_with_one_line(tmp_path, capsys):
 
 
 def test_a_sure_middle_window_decides_alone_else_three_windows_are_read():
-    from transforms.text.lang import CONFIDENT, WINDOW_CHARS, LanguageIdentifier
+    from transforms.text.lang import CASCADE, WINDOW_CHARS, LanguageIdentifier
 
     identify = LanguageIdentifier()
     calls = []
     real = identify._one
-    identify._one = lambda line: (calls.append(len(line)), real(line))[1]
+    identify._one = lambda line: (calls.append(line), real(line))[1]
     path = os.path.join(os.path.dirname(__file__), "..", "data", "sample", "multilingual", "docs.jsonl")
     with open(path, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
     english = max((r["text"] for r in rows if r.get("language") == "en"), key=len)
     assert len(english) > 3 * WINDOW_CHARS
+    first_width, first_sure = CASCADE[0]
     language, score = identify(english)
     assert language == "en"
-    if score >= CONFIDENT:  # decided by the middle window alone
-        assert calls == [WINDOW_CHARS]
+    # the first window: from the middle, at most its width, cut at spaces (no half words)
+    assert len(calls[0]) <= first_width and calls[0].replace("\n", " ") in english.replace("\n", " ")
+    assert not calls[0].startswith(" ") and not calls[0].endswith(" ")
+    if score >= first_sure and len(calls) == 1:  # decided by the small middle window alone
+        pass
     else:
-        assert len(calls) == 2 and calls[1] > WINDOW_CHARS
+        assert len(calls) >= 2
     calls.clear()
-    # a middle of digits and symbols is not sure of anything: the three windows decide
+    # a middle of digits and symbols is not sure of anything: every window, then the three
     mixed = english[:1000] + " ".join(["0x1F 0x2A == 42 && || ;;"] * 60) + english[-1000:]
     assert identify(mixed)[0] == "en"
-    assert len(calls) == 2 and calls[0] == WINDOW_CHARS and calls[1] > WINDOW_CHARS
+    assert [len(c) <= w for c, (w, _) in zip(calls, CASCADE)] == [True] * len(CASCADE)
+    assert len(calls) == len(CASCADE) + 1 and len(calls[-1]) > WINDOW_CHARS
     calls.clear()
     assert identify("Short English text, read whole.")[0] == "en" and len(calls) == 1

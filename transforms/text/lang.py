@@ -31,13 +31,18 @@ English sample pages, which mix prose with code, windows of 96 or 200
 characters put 16 or 9 documents under the 0.65 threshold where 300, 500
 and 1,000 put 5, 5 and 6.
 
-**One window first.** A document longer than one window is first read in
-its middle window alone; a label scoring :data:`CONFIDENT` (0.95) or more
-there is the answer, and only a less certain one reads the three windows.
-On the Debian Reference in nine languages and on the sample pages (prose
-mixed with code) the labels were the same as reading three windows every
-time, and no document crossed the 0.65 threshold either way; the step took
-30% less time (0.166 s against 0.237 s for 1,760 documents, measured once).
+**Small windows first.** A longer document is read in :data:`CASCADE`
+order: 100 characters from its middle (cut at spaces, so no half word adds
+n-grams of no language), then 300; the first window whose label scores 0.8
+or more is the answer (its score is the ``language_score``), and a document
+no window is sure of is read as the three windows. On the Debian Reference in
+nine languages (1,760 sections, ``python -m benchmarks.languages``) every
+label stayed the same as reading the three windows every time (accuracy
+1.000 for each language), 81% of the documents were decided by the first
+100 characters, and the step's time against clean + filter fell from +51%
+to +22% (0.18 s against 0.79 s; the same run's noise is a few points).
+Eight Indonesian sections that mix prose with commands now pass the 0.65
+score threshold on their prose middle (their label was right before too).
 
 **Scripts written without spaces** (:data:`NO_SPACE_LANGUAGES`: Chinese,
 Japanese, Thai, Lao, Khmer, Burmese, Tibetan): their word-based rules count
@@ -58,8 +63,10 @@ __all__ = ["LanguageIdentifier", "model_path", "NO_SPACE_CHARS", "NO_SPACE_LANGU
 # A document with no letter at all (numbers, symbols, empty) gets this label, score 0.
 UNKNOWN = "und"
 WINDOW_CHARS = 300
-# A middle window scoring at least this decides alone (see "What the model reads").
-CONFIDENT = 0.95
+# Middle windows read first, (characters, score that decides alone), before the three
+# windows (see "One window first").
+CASCADE = ((100, 0.8), (WINDOW_CHARS, 0.8))
+CONFIDENT = CASCADE[-1][1]
 _LABEL = "__label__"
 _LETTER = re.compile(r"[^\W\d_]")
 
@@ -100,6 +107,20 @@ def _load(path: str):
     return fasttext.load_model(path)
 
 
+def _middle(text: str, width: int) -> str:
+    """``width`` characters from the middle of ``text``, cut at spaces where there are some
+    (a word cut in two adds n-grams of no language)."""
+    start = (len(text) - width) // 2
+    window = text[start:start + width]
+    if not text[start - 1:start].isspace():
+        cut = window.find(" ")
+        window = window[cut + 1:] if 0 <= cut < width // 4 else window
+    if not text[start + width:start + width + 1].isspace():
+        cut = window.rfind(" ")
+        window = window[:cut] if cut > len(window) * 3 // 4 else window
+    return window
+
+
 def _windows(text: str) -> str:
     if len(text) <= 3 * WINDOW_CHARS:
         return text
@@ -118,16 +139,16 @@ class LanguageIdentifier:
         self._predict = getattr(self._model, "f", None)
 
     def __call__(self, text: str) -> Tuple[str, float]:
-        line = text.replace("\n", " ")  # fastText reads one line
-        if _LETTER.search(line) is None:
+        if _LETTER.search(text) is None:
             return UNKNOWN, 0.0
-        if len(line) > WINDOW_CHARS:
-            # one window from the middle first: when it is sure, the rest adds nothing
-            middle = (len(line) - WINDOW_CHARS) // 2
-            language, score = self._one(line[middle:middle + WINDOW_CHARS])
-            if score >= CONFIDENT:
+        for width, confident in CASCADE:
+            if len(text) <= width:
+                break
+            # a window from the middle first: when it is sure, the rest adds nothing
+            language, score = self._one(_middle(text, width).replace("\n", " "))
+            if score >= confident:
                 return language, score
-        return self._one(_windows(line))
+        return self._one(_windows(text).replace("\n", " "))  # fastText reads one line
 
     def _one(self, line: str) -> Tuple[str, float]:
         if self._predict is not None:
