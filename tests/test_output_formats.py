@@ -378,3 +378,28 @@ def test_the_tfrecord_readers_say_which_format_they_found(text_runs):
         input_pipeline.shard_files(str(out), "train")
     with pytest.raises(FileNotFoundError, match="parquet shards"):
         loaders.shard_files(str(out), "train")
+
+
+def test_parquet_row_groups_close_at_their_byte_budget(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+    from transforms.write.shards import encode_example
+
+    monkeypatch.setattr(formats, "ROW_GROUP_BYTES", 2000)
+    columns = ["id", "source", "text"]
+    examples = [encode_example({"id": f"r{i:03d}", "source": "s", "text": "word " * (20 + i)})
+                for i in range(60)]
+    path = tmp_path / "x.parquet"
+    with open(path, "wb") as f:
+        shard = formats.open_shard("parquet", f, columns)
+        for e in examples:
+            shard.add(e)
+        shard.close()
+    pf = pq.ParquetFile(path)
+    assert pf.num_row_groups > 5
+    assert pf.read().to_pylist() == [formats.example_row(e, columns) for e in examples]
+    assert shard.size == path.stat().st_size
+    import hashlib
+    assert shard.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    # each group holds about the budget: none is more than one record over it
+    sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
+    assert sum(sizes) == 60 and max(sizes) < 20

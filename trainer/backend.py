@@ -36,4 +36,10 @@ def preselect(argv: Optional[List[str]] = None) -> None:
     replicas = _flag(argv, "--cpu_replicas")
     if backend == "jax" and replicas and replicas.isdigit() and int(replicas) > 1:
         flags = os.environ.get("XLA_FLAGS", "")
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={replicas}".strip()
+        flags = f"{flags} --xla_force_host_platform_device_count={replicas}"
+        if "collective_call_terminate_timeout" not in flags:
+            # CPU "devices" are threads sharing the cores: on a busy machine one can reach an
+            # all-reduce more than XLA's default 40 s after the other, and XLA then aborts
+            # the process ("Termination timeout ... exceeded"); wait longer instead
+            flags += " --xla_cpu_collective_call_terminate_timeout_seconds=600"
+        os.environ["XLA_FLAGS"] = flags.strip()
