@@ -85,6 +85,10 @@ def main(argv=None) -> int:
     parser.add_argument("--root", default="/usr/share/debian-reference")
     parser.add_argument("--jsonl", help="measure on these JSON lines (text, language) instead")
     parser.add_argument("--min_chars", type=int, default=400)
+    parser.add_argument("--pipeline_copies", type=int, default=8,
+                        help="also time whole pipeline runs (steps clean,filter against "
+                        "clean,lang,filter, one worker) on the corpus repeated this many times "
+                        "(0: skip)")
     args = parser.parse_args(argv)
     if args.jsonl:
         corpus = jsonl_documents(args.jsonl, args.min_chars)
@@ -136,7 +140,52 @@ def main(argv=None) -> int:
     total = seconds["clean+filter"] or 1.0
     print(f"lang step {seconds['lang']:.2f} s against clean+filter {total:.2f} s: "
           f"+{seconds['lang'] / total * 100:.1f}%")
+    if args.pipeline_copies > 0:
+        pipeline_cost(corpus, args.pipeline_copies)
     return 0
+
+
+def pipeline_cost(corpus: Dict[str, List[str]], copies: int) -> None:
+    """Whole runs, as a user times them: ``--steps clean,filter`` against
+    ``clean,lang,filter`` on the same JSON lines (one worker, no report), wall seconds each,
+    and the lang stage's own worker seconds from stats.json."""
+    import json
+    import shutil
+    import subprocess
+    import tempfile
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    work = tempfile.mkdtemp(prefix="bench-languages-")
+    try:
+        path = os.path.join(work, "docs.jsonl")
+        size = 0
+        with open(path, "w", encoding="utf-8") as f:
+            for k in range(copies):
+                for label, docs in corpus.items():
+                    for i, text in enumerate(docs):
+                        line = json.dumps({"id": f"{label}-{k}-{i}", "text": text}) + "\n"
+                        size += len(line.encode("utf-8"))
+                        f.write(line)
+        wall = {}
+        for steps in ("clean,filter", "clean,lang,filter"):
+            out = os.path.join(work, steps.replace(",", "_"))
+            cmd = [sys.executable, "-m", "beam_pipelines.text", "--input", path,
+                   "--output_dir", out, "--steps", steps, "--direct_num_workers", "1",
+                   "--report=false", "--max_dead_letter_fraction", "1"]
+            t0 = time.perf_counter()
+            subprocess.run(cmd, cwd=root, check=True, capture_output=True)
+            wall[steps] = time.perf_counter() - t0
+            with open(os.path.join(out, "stats.json"), encoding="utf-8") as f:
+                timing = json.load(f).get("timing", {})
+            if "language" in timing:
+                wall["lang stage"] = timing["language"]["seconds"]
+        base, with_lang = wall["clean,filter"], wall["clean,lang,filter"]
+        print(f"whole runs on {size / 1e6:.1f} MB ({copies} copies): clean,filter {base:.1f} s, "
+              f"clean,lang,filter {with_lang:.1f} s: +{(with_lang - base) / base * 100:.1f}% "
+              f"(the lang stage's own time {wall.get('lang stage', 0):.1f} s: "
+              f"{wall.get('lang stage', 0) / base * 100:.1f}% of the clean,filter run)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
