@@ -226,6 +226,9 @@ class ShardFile:
         self._pending = 0
         self._parquet = None
         self._tar = None
+        from transforms.write.shards import tfrecord_frame  # shards imports this module
+
+        self._frame = tfrecord_frame
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
@@ -236,10 +239,8 @@ class ShardFile:
             self._tar = tarfile.open(fileobj=self._out, mode="w|", format=tarfile.USTAR_FORMAT)
 
     def add(self, example: bytes) -> None:
-        from transforms.write.shards import tfrecord_frame
-
         if self.fmt == "tfrecord":
-            self._out.write(tfrecord_frame(example))
+            self._out.write(self._frame(example))
         elif self.fmt == "jsonl":
             row = example_row(example, self._columns)
             for c in ("image", "audio"):
