@@ -86,7 +86,7 @@ _NO_SPACE_RE = re.compile(NO_SPACE_CHARS)
 
 def no_space_script_share(text: str) -> float:
     """Share of the non-space characters of ``text`` in scripts written without spaces."""
-    if text.isascii():
+    if text.isascii() or _NO_SPACE_RE.search(text) is None:  # most texts: one C scan
         return 0.0
     visible = len(text) - sum(map(str.isspace, text))
     return len(_NO_SPACE_RE.findall(text)) / visible if visible else 0.0

@@ -154,12 +154,16 @@ def fit_characters(sentences: List[str], config: TokenizerConfig) -> List[str]:
     if config.model_type in ("char", "word"):
         return sentences
     budget = max(1, (config.vocab_size - RESERVED_PIECES) // 2)
+    distinct = set()
+    for line in sentences:
+        distinct.update(line)  # a set in C: cheaper than counting, and usually enough
+    distinct.discard(" ")
+    if len(distinct) <= budget:
+        return sentences
     counts: Counter = Counter()
     for line in sentences:
         counts.update(line)  # counted in C, one call per line
     counts.pop(" ", None)
-    if len(counts) <= budget:
-        return sentences
     keep = set(sorted(counts, key=lambda c: (-counts[c], c))[:budget])
     rare = "".join(sorted(c for c in counts if c not in keep))
     table = str.maketrans(rare, " " * len(rare))
