@@ -403,3 +403,21 @@ def test_parquet_row_groups_close_at_their_byte_budget(tmp_path, monkeypatch):
     # each group holds about the budget: none is more than one record over it
     sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
     assert sum(sizes) == 60 and max(sizes) < 20
+
+
+def test_media_names_stay_distinct_and_verify_reads_a_line_at_a_time(tmp_path, monkeypatch):
+    from transforms.write.shards import encode_example
+
+    columns = ["id", "image", "height", "width"]
+    names = {formats.example_row(encode_example({
+        "image/id": rid, "image/encoded": b"\xff\xd8", "image/format": b"jpeg",
+        "image/height": [1], "image/width": [1]}), columns)["image"]["path"]
+        for rid in ("a/b", "a_b", "../a b", "x" * 300, "x" * 299 + "y", "plain-id")}
+    assert len(names) == 6 and "plain-id.jpg" in names
+    assert all("/" not in n and not n.startswith(".") and len(n) < 110 for n in names)
+    # a JSON Lines shard without newlines is a problem once past the cap, not a read of it all
+    monkeypatch.setattr(formats, "MAX_RECORD_BYTES", 1 << 20)
+    data = io.BytesIO(b"x" * (3 << 20))
+    with pytest.raises(ValueError, match="longer than"):
+        list(formats.read_shard_ids("jsonl", data.read))
+    assert data.tell() <= (2 << 20) + (1 << 20)

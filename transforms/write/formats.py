@@ -68,6 +68,9 @@ import numpy as np
 FORMATS = ("tfrecord", "parquet", "jsonl", "webdataset")
 EXTENSIONS = {"tfrecord": "tfrecord", "parquet": "parquet", "jsonl": "jsonl", "webdataset": "tar"}
 ROW_GROUP_BYTES = 32 << 20
+# verify reads one JSON line / tar json member at a time: a longer one is a problem, not a
+# read into memory (the largest record beamtrain writes is a few MB)
+MAX_RECORD_BYTES = 256 << 20
 
 __all__ = ["FORMATS", "EXTENSIONS", "ROW_GROUP_BYTES", "columns_for", "ShardFile", "open_shard",
            "example_row", "read_shard_ids", "arrow_schema", "MEDIA_EXTENSIONS"]
@@ -116,7 +119,13 @@ def columns_for(config: Dict[str, Any]) -> List[str]:
 
 
 def _media_path(rid: str, fmt: str) -> str:
-    return (_UNSAFE.sub("_", rid).strip("._") or "record")[-96:] + "." + fmt
+    """A file name for a record's media: its id where that is a safe short name, else the
+    id made safe and shortened plus a hash of the whole id, so two ids never share a name
+    ("a/b" and "a_b" both make "a_b")."""
+    safe = _UNSAFE.sub("_", rid).strip("._")[-80:]
+    if safe != rid or not safe:
+        safe = f"{safe or 'record'}-{hashlib.sha256(rid.encode('utf-8')).hexdigest()[:12]}"
+    return f"{safe}.{fmt}"
 
 
 def example_row(example: bytes, columns: Sequence[str]) -> Dict[str, Any]:
@@ -349,6 +358,9 @@ def _jsonl_ids(read) -> Iterator[Tuple[int, int, str]]:
         buf += chunk
         lines = buf.split(b"\n")
         buf = lines.pop() if chunk else b""
+        if len(buf) > MAX_RECORD_BYTES:
+            raise ValueError(f"record {n} at byte {offset}: a line longer than "
+                             f"{MAX_RECORD_BYTES >> 20} MiB")
         if not chunk and lines and lines[-1] == b"":
             lines.pop()
         for line in lines:
@@ -383,6 +395,9 @@ def _tar_ids(read) -> Iterator[Tuple[int, int, str]]:
                         n += 1
                     key, meta_id, start = base, None, member.offset
                 if ext == "json":
+                    if member.size > MAX_RECORD_BYTES:
+                        raise ValueError(f"record {n} (key {key}): a json member of "
+                                         f"{member.size} bytes")
                     obj = json.loads(tar.extractfile(member).read())
                     if isinstance(obj, dict) and isinstance(obj.get("id"), str):
                         meta_id = obj["id"]
