@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-test
 BENCH_STAMP := $(VENV)/.installed-bench
 DEMO_OUT ?= demo_out
 
-.PHONY: venv demo test bench clean flink-jar gpu-wheels
+.PHONY: venv demo test bench clean flink-jar gpu-wheels calibrate-languages
 
 $(STAMP): setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,11 +64,20 @@ flink-jar: $(STAMP)
 	$(PY) -m beam_pipelines.flink --fetch
 
 # The held-out multilingual measurement reads the Debian Reference in nine
-# languages (not in the repository): installed with apt-get where it can be.
-DEBIAN_REFERENCE := $(foreach l,en de fr es it pt id ja zh-cn,debian-reference-$(l))
+# languages and the Debian Administrator's Handbook (not in the repository):
+# installed with apt-get where it can be.
+DEBIAN_REFERENCE := $(foreach l,en de fr es it pt id ja zh-cn,debian-reference-$(l)) debian-handbook
+
+# Measure the filter's per-language scales again on the Debian installation
+# guide (transforms/text/language_scales.json; see transforms/text/calibrate.py).
+calibrate-languages: $(STAMP)
+	@if [ ! -d /usr/share/doc/installation-guide-amd64/en ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends installation-guide-amd64 >/dev/null; fi
+	$(PY) -m transforms.text.calibrate
 
 bench: $(BENCH_STAMP)
-	@if [ ! -d /usr/share/debian-reference ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	@if { [ ! -d /usr/share/debian-reference ] || [ ! -d /usr/share/doc/debian-handbook/html ]; } \
+		&& command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(DEBIAN_REFERENCE) >/dev/null \
 		|| echo "# debian-reference not installed: the languages benchmark will be skipped"; fi
 	@if ! command -v ffmpeg >/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \

@@ -66,7 +66,7 @@ setuptools.setup(
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["beam_pipelines*", "transforms*", "trainer*"]),
     # the stop-word lists of the per-language Gopher rule
-    package_data={"transforms.text": ["stopwords/*.txt", "stopwords/README.md"]},
+    package_data={"transforms.text": ["stopwords/*.txt", "stopwords/README.md", "language_scales.json"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
 )

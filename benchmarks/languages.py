@@ -28,6 +28,8 @@ import sys
 import time
 from typing import Dict, List, Tuple
 
+from transforms.text.calibrate import CORPORA, corpus_files, parallel_sections
+
 LANGUAGES = {"en": "en", "de": "de", "fr": "fr", "es": "es", "it": "it", "pt": "pt", "id": "id",
              "ja": "ja", "zh-cn": "zh"}  # file suffix -> lid.176 label
 _SECTION = re.compile(r"<h[1-4][^>]*>", re.I)
@@ -82,9 +84,19 @@ def jsonl_documents(path: str, min_chars: int) -> Dict[str, List[str]]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--root", default="/usr/share/debian-reference")
+    parser.add_argument("--corpus", default="reference", choices=("reference", "handbook",
+                                                                    "installation-guide"),
+                        help="the Debian Reference (every translated section), or the "
+                        "Administrator's Handbook or installation guide (sections paired "
+                        "with their English original; the guide is what "
+                        "transforms.text.calibrate measures the language scales on)")
+    parser.add_argument("--root", help="the corpus folder (default: where its Debian package "
+                        "puts it)")
     parser.add_argument("--jsonl", help="measure on these JSON lines (text, language) instead")
     parser.add_argument("--min_chars", type=int, default=400)
+    parser.add_argument("--scale_by_language", default="true", choices=("true", "false"),
+                        help="false: English thresholds for every language (the filter "
+                        "before the calibrated language scales)")
     parser.add_argument("--pipeline_copies", type=int, default=8,
                         help="also time whole pipeline runs (steps clean,filter against "
                         "clean,lang,filter, one worker) on the corpus repeated this many times "
@@ -93,17 +105,28 @@ def main(argv=None) -> int:
     if args.jsonl:
         corpus = jsonl_documents(args.jsonl, args.min_chars)
         args.root = args.jsonl
-    else:
+    elif args.corpus == "reference":
+        args.root = args.root or CORPORA["reference"]
         corpus = documents(args.root, args.min_chars)
+    else:
+        args.root = args.root or CORPORA[args.corpus]
+        pairs = parallel_sections(corpus_files(args.corpus, args.root), args.min_chars)
+        corpus = {lang: [text for text, _ in rows] for lang, rows in pairs.items()
+                  if lang in LANGUAGES.values()}
     if not corpus:
-        print(f"# languages: skipped (no Debian Reference under {args.root}; "
-              "apt-get install debian-reference-{en,de,fr,es,it,pt,id,ja,zh-cn})")
+        package = {"reference": "debian-reference-{en,de,fr,es,it,pt,id,ja,zh-cn}",
+                   "handbook": "debian-handbook"}.get(args.corpus, "installation-guide-amd64")
+        print(f"# languages: skipped (no {args.corpus} under {args.root}; "
+              f"apt-get install {package})")
         return 0
     from transforms.text.clean import clean_text
     from transforms.text.filters import TextFilter
     from transforms.text.lang import LanguageIdentifier
 
-    identify, text_filter = LanguageIdentifier(), TextFilter()
+    from transforms.text.filters import FilterConfig
+
+    identify = LanguageIdentifier()
+    text_filter = TextFilter(FilterConfig(scale_by_language=args.scale_by_language == "true"))
     seconds = collections.Counter()
     rows: Dict[str, Tuple[int, int, int, int, collections.Counter]] = {}
     for label, docs in corpus.items():
@@ -135,7 +158,7 @@ def main(argv=None) -> int:
           "  top reasons dropped")
     for label, (n, correct, kept, kept_en, reasons) in rows.items():
         top = ", ".join(f"{r} {c}" for r, c in reasons.most_common(3))
-        print(f"{label:>5} {n:5d} {correct / n:7.3f} {kept / n:6.2f} {kept / n / en_share:6.2f} "
+        print(f"{label:>5} {n:5d} {correct / n:7.3f} {kept / n:6.2f} {kept / n / en_share:6.3f} "
               f"{kept_en / n:21.2f}  {top}")
     total = seconds["clean+filter"] or 1.0
     print(f"lang step {seconds['lang']:.2f} s against clean+filter {total:.2f} s: "

@@ -71,7 +71,10 @@ one), ``by_language`` overrides, words cut as the script needs (a character
 of Chinese, Thai, Lao, Khmer, Burmese or Tibetan is a word; a run of kanji,
 hiragana or katakana is a Japanese word; hyphenated compounds are one word in
 de, nl, sv, da, no, fi, id and ms), with the mean-word-length and C4
-long-word rules skipped for scripts without spaces. C4's terminal marks and
+long-word rules skipped for scripts without spaces, and the alphabetic-words
+and mean-word-length thresholds carried over from English by the language's
+measured scales (:func:`scaled_thresholds`, :mod:`transforms.text.calibrate`;
+``scale_by_language``). C4's terminal marks and
 sentence count know the sentence ends of other scripts (。！？ ؟ । ...). Without a
 label the English rules apply, except that a text mostly in a script without
 spaces gets its character words and no stop-word rule.
@@ -229,6 +232,40 @@ def stop_words_for(language: str) -> tuple[str, ...] | None:
         return None
     with open(path, encoding="utf-8") as f:
         return tuple(w.strip() for w in f if w.strip() and not w.startswith("#"))
+@functools.lru_cache(maxsize=1)
+def language_scales() -> dict:
+    """The shipped per-language scales ({language: {"non_alpha_share", "mean_word_length"}})."""
+    from transforms.text.calibrate import load_scales
+
+    return load_scales()
+
+
+def scaled_thresholds(config: "FilterConfig", language: str | None, *,
+                      no_space: bool = False) -> dict[str, Any]:
+    """The alphabetic-words and mean-word-length thresholds of ``config`` carried over to ``language``.
+
+    The allowed share of tokens without a letter (``1 - max_non_alpha_words_ratio``)
+    is multiplied by the language's ``non_alpha_share`` scale and the mean-word-length
+    bounds by its ``mean_word_length`` scale (none for scripts without spaces, whose
+    rule is skipped). Empty for English, unlabelled text, a language without scales,
+    or ``scale_by_language=False``; a rule that is off stays off.
+    """
+    if not config.scale_by_language or not language or language == "en":
+        return {}
+    row = language_scales().get(language)
+    if not row:
+        return {}
+    out: dict[str, Any] = {}
+    if config.max_non_alpha_words_ratio:
+        allowed = (1.0 - config.max_non_alpha_words_ratio) * row["non_alpha_share"]
+        out["max_non_alpha_words_ratio"] = round(min(max(1.0 - allowed, 0.001), 1.0), 4)
+    if not no_space:
+        for name in ("min_mean_word_length", "max_mean_word_length"):
+            if getattr(config, name):
+                out[name] = round(getattr(config, name) * row["mean_word_length"], 3)
+    return out
+
+
 _CITATION_RE = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 
 # Tokenisation shared by every word-level rule (see module docstring).
@@ -354,6 +391,11 @@ class FilterConfig:
     # C4's bad-word page rule (the "List of Dirty, Naughty, Obscene or Otherwise
     # Bad Words"); off unless words are given.  Whole words, case-insensitive.
     bad_words: tuple[str, ...] = ()
+    # Hold a labelled document to the English thresholds carried over to its
+    # language: the alphabetic-words and mean-word-length rules scaled by the
+    # language's measured scales (language_scales.json; transforms.text.calibrate).
+    # by_language values are taken as they are.
+    scale_by_language: bool = True
     # Per-language overrides of the fields above, for documents the lang step
     # labelled: {"de": {"min_words": 80}, ...}; stored as sorted (language,
     # ((field, value), ...)) pairs.
@@ -649,7 +691,8 @@ class TextFilter:
         variant = self._variants.get(key)
         if variant is None:
             overrides = self.config.overrides_for(language) if language else {}
-            config = dataclasses.replace(self.config, by_language=(), **overrides)
+            scaled = scaled_thresholds(self.config, language, no_space=key[1] in ("chars", "ja"))
+            config = dataclasses.replace(self.config, by_language=(), **{**scaled, **overrides})
             variant = self._variants.setdefault(key, TextFilter(
                 config, language=language, words=key[1],
                 stop_words_given="stop_words" in overrides))
