@@ -10,9 +10,11 @@ every chapter is one document: its ``<p>`` paragraphs (no code listings, no
 tables), at least ``--min_chars`` characters, so each language holds the same
 content. Reported per language: documents, language-ID accuracy (lid.176's
 label equals the translation's language), the share kept by clean + lang +
-filter with every language allowed, that share over English's, and the share
+filter with every language allowed, that share over English's, the share
 ``--languages en`` keeps (every other document counted under
-``filtered.language``). Last, the seconds of the lang step against clean +
+``filtered.language``), and, on the same content, the language's sections
+kept against their own English originals kept (sections paired by chapter
+and position, :func:`transforms.text.calibrate.parallel_sections`). Last, the seconds of the lang step against clean +
 filter on the whole corpus.
 """
 
@@ -102,12 +104,15 @@ def main(argv=None) -> int:
                         "clean,lang,filter, one worker) on the corpus repeated this many times "
                         "(0: skip)")
     args = parser.parse_args(argv)
+    pairs: Dict[str, List[Tuple[str, str]]] = {}
     if args.jsonl:
         corpus = jsonl_documents(args.jsonl, args.min_chars)
         args.root = args.jsonl
     elif args.corpus == "reference":
         args.root = args.root or CORPORA["reference"]
         corpus = documents(args.root, args.min_chars)
+        if corpus:
+            pairs = parallel_sections(corpus_files("reference", args.root), args.min_chars)
     else:
         args.root = args.root or CORPORA[args.corpus]
         pairs = parallel_sections(corpus_files(args.corpus, args.root), args.min_chars)
@@ -120,10 +125,8 @@ def main(argv=None) -> int:
               f"apt-get install {package})")
         return 0
     from transforms.text.clean import clean_text
-    from transforms.text.filters import TextFilter
+    from transforms.text.filters import FilterConfig, TextFilter
     from transforms.text.lang import LanguageIdentifier
-
-    from transforms.text.filters import FilterConfig
 
     identify = LanguageIdentifier()
     text_filter = TextFilter(FilterConfig(scale_by_language=args.scale_by_language == "true"))
@@ -153,13 +156,27 @@ def main(argv=None) -> int:
         rows[label] = (len(docs), correct, kept, kept_en_only, reasons)
     english = rows.get("en", (1, 0, 1, 0, None))
     en_share = english[2] / english[0]
+
+    def kept_alone(raw: str) -> bool:
+        text = clean_text(raw)
+        language, score = identify(text)
+        return score >= 0.65 and text_filter(text, language=language)[1] is None
+
+    # the same content: each translated section against its own English original
+    paired = {label: (sum(map(kept_alone, (t for t, _ in rows_))),
+                      sum(map(kept_alone, (e for _, e in rows_))))
+              for label, rows_ in pairs.items() if label in rows and label != "en"}
     print(f"# {args.root}: documents of {args.min_chars}+ characters")
     print(f"{'lang':>5} {'docs':>5} {'lid acc':>7} {'kept':>6} {'vs en':>6} {'kept, --languages en':>21}"
-          "  top reasons dropped")
+          f" {'paired':>14}  top reasons dropped")
     for label, (n, correct, kept, kept_en, reasons) in rows.items():
         top = ", ".join(f"{r} {c}" for r, c in reasons.most_common(3))
+        own, original = paired.get(label, (0, 0))
+        column = f"{own:>3}/{original:<3} {own / original:5.3f}" if original else ""
         print(f"{label:>5} {n:5d} {correct / n:7.3f} {kept / n:6.2f} {kept / n / en_share:6.3f} "
-              f"{kept_en / n:21.2f}  {top}")
+              f"{kept_en / n:21.2f} {column:>14}  {top}")
+    if paired:
+        print("paired: the language's sections kept / their English originals kept, and the ratio")
     total = seconds["clean+filter"] or 1.0
     print(f"lang step {seconds['lang']:.2f} s against clean+filter {total:.2f} s: "
           f"+{seconds['lang'] / total * 100:.1f}%")

@@ -153,3 +153,31 @@ def test_the_command_writes_scales_the_filter_can_load(tmp_path, capsys):
     assert loaded["de"]["mean_word_length"] > 1.5
     assert calibrate.main(["--root", str(tmp_path / "none"), "--out", out]) == 2
     assert "no English chapters" in capsys.readouterr().err
+
+
+ENGLISH = (
+    "When you upgrade the system, you should make a backup before you begin. "
+    "The package manager that Debian uses checks whether all dependencies are met. "
+    "If a package is missing, it reports that, and you can install it later if it is available. "
+    "Then you restart the computer so that the new kernel you installed is loaded. "
+    "Finally you check whether the services that ran before are running again and whether errors occur. "
+    "Whoever is unsure asks on the mailing list, because many people there who know the system help."
+)
+
+
+def test_the_benchmark_pairs_each_section_with_its_english_original(tmp_path, capsys):
+    from benchmarks import languages
+
+    root = str(tmp_path / "guide")
+    _write(root, "en", "ch1.html", [ENGLISH], [ENGLISH.replace("backup", "copy")])
+    _write(root, "de", "ch1.html", [GERMAN], [GERMAN.replace("Sicherung", "Kopie")])
+    argv = ["--corpus", "installation-guide", "--root", root, "--pipeline_copies", "0"]
+    assert languages.main(argv) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()
+            if line.split() and line.split()[0] in ("en", "de")}
+    assert rows["de"][1] == "2" and rows["de"][2] == "1.000"  # documents, lid accuracy
+    assert rows["de"][6:8] == ["2/2", "1.000"]  # both German sections kept, as their originals
+    assert languages.main(argv + ["--scale_by_language", "false"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()
+            if line.split() and line.split()[0] == "de"}
+    assert rows["de"][6:8] == ["0/2", "0.000"]  # English's thresholds drop German's commas
