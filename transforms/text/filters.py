@@ -232,6 +232,8 @@ def stop_words_for(language: str) -> tuple[str, ...] | None:
         return None
     with open(path, encoding="utf-8") as f:
         return tuple(w.strip() for w in f if w.strip() and not w.startswith("#"))
+
+
 @functools.lru_cache(maxsize=1)
 def language_scales() -> dict:
     """The shipped per-language scales ({language: {"non_alpha_share", "mean_word_length"}})."""
