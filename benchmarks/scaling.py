@@ -1,6 +1,7 @@
 """The whole text pipeline at several corpus sizes, per engine: wall time, MB/s per core, peak memory (PSS) of the process tree.
 
     python -m benchmarks.scaling [--sizes 30,100,300,1000] [--engines direct1,default,flink]
+                                 [--repeat N]
 
 The corpus is generated unique English prose with planted copies: 8% exact
 copies and 4% near copies (a few words changed). Sentences come from the
@@ -14,6 +15,10 @@ five steps (clean, filter, dedup, pii, tokenize) as its own
 the proportional set sizes (PSS) of that process and all its children,
 sampled every 0.2 s.
 Each engine's shards are compared, byte for byte, with the first engine's.
+With ``--repeat N`` the engines run N times in turn (direct1, default,
+direct1, default, ...: a slower spell of the machine falls on both) and the
+row shows the median wall time, with the fastest and slowest runs beside it;
+"same bytes" then holds for every run.
 
 Engines: ``direct1`` (Beam's FnApiRunner in process, one worker:
 ``--direct_num_workers 1``), ``default`` (no flag: the local default, which
@@ -33,6 +38,7 @@ import os
 import random
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -172,7 +178,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="30,100,300,1000", help="corpus sizes in MB")
     parser.add_argument("--engines", default="direct1,default,flink")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run the engines this many times in turn; report medians")
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     engines = [e for e in args.engines.split(",") if e]
     if "flink" in engines:
         from beam_pipelines import flink
@@ -189,18 +199,32 @@ def main(argv: Optional[List[str]] = None) -> None:
             corpus = os.path.join(work, "corpus.jsonl")
             info = write_corpus(corpus, int(mb * 1e6))
             first = None
+            runs: Dict[str, List[Dict[str, object]]] = {name: [] for name in engines}
+            for _ in range(args.repeat):
+                for name in engines:
+                    out = os.path.join(work, f"out-{name}")
+                    shutil.rmtree(out, ignore_errors=True)
+                    r = run_engine(corpus, out, ENGINES[name][0])
+                    if first is None and r["rc"] == 0:
+                        first = r["shards"]
+                    r["same"] = r["shards"] == first
+                    runs[name].append(r)
             for name in engines:
-                extra = ENGINES[name][0]
                 cores = engine_cores(name, info["bytes"])
-                r = run_engine(corpus, os.path.join(work, f"out-{name}"), extra)
-                same = "-" if first is None else ("yes" if r["shards"] == first else "NO")
-                if first is None and r["rc"] == 0:
-                    first = r["shards"]
-                rate = info["bytes"] / 1e6 / r["seconds"]
-                print(f"{info['bytes'] / 1e6:6.0f} {name:>8} {r['seconds']:8.1f} {rate:7.2f} "
-                      f"{rate / cores:9.2f} {r['peak_rss'] / 2**30:7.2f}GB  {same:>10}  "
-                      f"{'ok' if r['rc'] == 0 else 'exit ' + str(r['rc'])}: {r['last_line'][:70]}",
-                      flush=True)
+                rs = runs[name]
+                walls = sorted(float(r["seconds"]) for r in rs)
+                seconds = statistics.median(walls)
+                peak = max(int(r["peak_rss"]) for r in rs)
+                failed = [r for r in rs if r["rc"] != 0]
+                last = failed[0] if failed else rs[-1]
+                same = ("-" if name == engines[0] and all(r["same"] for r in rs)
+                        else "yes" if all(r["same"] for r in rs) else "NO")
+                rate = info["bytes"] / 1e6 / seconds
+                spread = f" ({walls[0]:.1f}-{walls[-1]:.1f}, {len(walls)} runs)" if len(walls) > 1 else ""
+                print(f"{info['bytes'] / 1e6:6.0f} {name:>8} {seconds:8.1f} {rate:7.2f} "
+                      f"{rate / cores:9.2f} {peak / 2**30:7.2f}GB  {same:>10}  "
+                      f"{'ok' if not failed else 'exit ' + str(last['rc'])}: "
+                      f"{str(last['last_line'])[:70]}{spread}", flush=True)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
