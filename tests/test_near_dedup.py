@@ -357,6 +357,22 @@ def test_near_dedup_counts_and_clusters(local_runner):
             {"id": "b", "cluster_id": "a", "cluster_size": 2}]), label="clusters")
 
 
+@pytest.mark.parametrize("verify", ["estimate", "exact", "none"])
+def test_the_same_records_survive_whatever_the_verification(verify, local_runner):
+    """Each verification mode keeps one of a near pair and every other record, those
+    without shingles too, unchanged."""
+    from apache_beam.testing.util import assert_that, equal_to
+
+    base = " ".join(f"token{i}" for i in range(100))
+    docs = {"b": base, "a": base.replace("token50", "x"), "c": "completely different text " * 10,
+            "empty": "!!! ???", "d": "another unrelated page of words " * 8}
+    records = [{"id": i, "text": t, "source": "x", "position": 0, "meta": {}} for i, t in docs.items()]
+    with TestPipeline(runner=local_runner) as p:
+        out = p | beam.Create(records) | nd.NearDedup(nd.NearDedupConfig(verify=verify))
+        assert_that(out["records"] | beam.Map(lambda r: (r["id"], r["text"])),
+                    equal_to([(i, docs[i]) for i in ("a", "c", "d", "empty")]))
+
+
 @pytest.mark.slow
 def test_exact_verification_meets_the_same_quality(labelled, tmp_path):
     docs, groups, low_pairs, singles = labelled
