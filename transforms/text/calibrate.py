@@ -25,10 +25,10 @@ English's. The filter then holds a document in L to the English threshold
 carried over: the allowed share of tokens without a letter
 (``1 - max_non_alpha_words_ratio``) times L's scale, and the mean-word-length
 bounds times L's scale (:meth:`transforms.text.filters.FilterConfig` field
-``scale_by_language``). This is FineWeb-2's idea (thresholds set per language
-so that reference text of each language fares as English does; Penedo et
-al. 2025), measured on parallel text instead of each language's own
-Wikipedia, which holds the content fixed. FineWeb-2's German and French
+``scale_by_language``). FineWeb-2 (Penedo et al. 2025) tunes each filter's
+thresholds per language too (its ``configs/{lang}_{script}.yml``); here they
+follow from one measurement on parallel text, which holds the content fixed,
+so every rule keeps English's meaning in each language. FineWeb-2's German and French
 alphabetic-word thresholds are 0.774 and 0.812 (their own tokenizers); the
 ones carried over here from the Debian installation guide are 0.753 and 0.798.
 
