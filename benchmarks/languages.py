@@ -23,29 +23,15 @@ from __future__ import annotations
 import argparse
 import collections
 import glob
-import html
 import os
-import re
 import sys
 import time
 from typing import Dict, List, Tuple
 
-from transforms.text.calibrate import CORPORA, corpus_files, parallel_sections
+from transforms.text.calibrate import CORPORA, corpus_files, html_sections, parallel_sections
 
 LANGUAGES = {"en": "en", "de": "de", "fr": "fr", "es": "es", "it": "it", "pt": "pt", "id": "id",
              "ja": "ja", "zh-cn": "zh"}  # file suffix -> lid.176 label
-_SECTION = re.compile(r"<h[1-4][^>]*>", re.I)
-_PARAGRAPH = re.compile(r"<p>(.*?)</p>", re.S | re.I)
-_TAG = re.compile(r"<[^>]+>")
-
-
-def _sections(path: str) -> List[List[str]]:
-    with open(path, encoding="utf-8", errors="replace") as f:
-        page = f.read()
-    return [[" ".join(html.unescape(_TAG.sub("", p)).split()) for p in _PARAGRAPH.findall(section)]
-            for section in _SECTION.split(page)]
-
-
 def documents(root: str, min_chars: int) -> Dict[str, List[str]]:
     """{label: [section text, ...]} from the manual's HTML chapters.
 
@@ -55,12 +41,12 @@ def documents(root: str, min_chars: int) -> Dict[str, List[str]]:
     original).
     """
     english = {p for path in glob.glob(os.path.join(root, "ch*.en.html"))
-               for section in _sections(path) for p in section}
+               for section in html_sections(path) for p in section}
     out: Dict[str, List[str]] = {}
     for suffix, label in LANGUAGES.items():
         docs = []
         for path in sorted(glob.glob(os.path.join(root, f"ch*.{suffix}.html"))):
-            for paragraphs in _sections(path):
+            for paragraphs in html_sections(path):
                 if label != "en" and any(p in english for p in paragraphs if p):
                     continue  # not (wholly) translated: neither its language nor its length
                 text = "\n\n".join(p for p in paragraphs if p)

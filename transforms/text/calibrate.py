@@ -51,7 +51,7 @@ import os
 import re
 import statistics
 import sys
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 SCALES_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "language_scales.json")
 _OPENING = 40
