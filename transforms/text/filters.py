@@ -54,7 +54,13 @@ order (the order of :data:`REASONS`):
    ``max_chars`` (``too_long``).
 
 No rule is reordered for speed: the reported reason is always the first
-failing rule of this list.  Speed comes from doing the work once (one lower-
+failing rule of this list.  The word rules' numbers (tokens, n-gram
+repetition, word counts, stop words) come from one compiled pass over the
+page (:mod:`transforms.text.filter_kernel`, numba) for the default kind of
+words, about 3.5x faster than the pure-Python rules below, which stay for the
+other kinds of words, for ``TextFilter(kernel=False)`` and without numba, and
+give the same decisions (``tests/test_filter_kernel.py``).  In pure Python,
+speed comes from doing the work once (one lower-
 casing per page instead of per line, one tokenisation shared by every
 word-level rule, n-gram identities derived incrementally from (n-1)-gram
 identities with C-level ``map``/``zip``/``dict.setdefault``) and from exact
@@ -527,12 +533,14 @@ class TextFilter:
     """Callable quality filter; build once, call per document (thread-safe)."""
 
     def __init__(self, config: FilterConfig = FilterConfig(), *, language: str | None = None,
-                 words: str | None = None, stop_words_given: bool = False):
+                 words: str | None = None, stop_words_given: bool = False, kernel: bool = True):
         """``language``, ``words`` (how words are cut: ``"chars"`` or ``"ja"`` for scripts
         written without spaces, ``"hyphen"`` for hyphenated compounds; default: the
         regex of the module docstring) and ``stop_words_given`` (the config's
         ``stop_words`` are that language's own) make the variant for one language
-        (see :meth:`__call__`)."""
+        (see :meth:`__call__`). ``kernel=False`` keeps the word rules in pure
+        Python (the compiled :mod:`transforms.text.filter_kernel` gives the same
+        decisions; it serves the default kind of words)."""
         if not isinstance(config, FilterConfig):
             raise TypeError(f"config must be a FilterConfig, got {type(config).__name__}")
         c = self.config = config
@@ -589,6 +597,10 @@ class TextFilter:
 
         self._min_chars = c.min_chars if c.min_chars > 0 else 0
         self._max_chars = c.max_chars if c.max_chars > 0 else 0
+
+        # the compiled word rules (default words only); built on first use
+        self._use_kernel = kernel and words is None
+        self._kernel_args = None
 
     # ------------------------------------------------------------------ C4
     def _c4_lines(self, text: str, line_counts: dict | None) -> tuple[str, str | None]:
@@ -697,7 +709,7 @@ class TextFilter:
             config = dataclasses.replace(self.config, by_language=(), **{**scaled, **overrides})
             variant = self._variants.setdefault(key, TextFilter(
                 config, language=language, words=key[1],
-                stop_words_given="stop_words" in overrides))
+                stop_words_given="stop_words" in overrides, kernel=self._use_kernel))
         return variant
 
     # ------------------------------------------------------------ filtering
@@ -732,50 +744,99 @@ class TextFilter:
                 return text, reason
 
         n_chars = len(text)
-        res = self._words or (_ASCII_RES if text.isascii() else _UNICODE_RES)
-        tokens = None
-        first_seen = None  # token -> index of first occurrence
-
+        ngrams = bool(self._rep and n_chars and (self._top or self._dup))
         if self._rep and n_chars:
-            # --- paragraphs and lines ---
-            if self._dup_para or self._dup_para_char:
-                if "\n\n" in text:
-                    paras = _PARAGRAPH_SPLIT_RE.split(text.strip())
-                    uniq = set(paras)
-                    if self._dup_para and (len(paras) - len(uniq)) / len(paras) > self._dup_para:
-                        return text, "gopher_dup_para_frac"
-                    if self._dup_para_char:
-                        dup_chars = sum(map(len, paras)) - sum(map(len, uniq))
-                        if dup_chars / n_chars > self._dup_para_char:
-                            return text, "gopher_dup_para_char_frac"
-            if self._dup_line or self._dup_line_char:
-                lines = _LINES_SPLIT_RE.split(text) if "\n\n" in text else text.split("\n")
-                uniq = set(lines)
-                if self._dup_line and (len(lines) - len(uniq)) / len(lines) > self._dup_line:
-                    return text, "gopher_dup_line_frac"
-                if self._dup_line_char:
-                    dup_chars = sum(map(len, lines)) - sum(map(len, uniq))
-                    if dup_chars / n_chars > self._dup_line_char:
-                        return text, "gopher_dup_line_char_frac"
+            reason = self._line_rules(text, n_chars)
+            if reason is not None:
+                return text, reason
 
-            # --- n-grams ---
-            if self._top or self._dup:
+        stats = self._kernel_stats(text) if (ngrams or self._qual) and self._use_kernel else None
+        if stats is not None:
+            n_tok, top_chars, dup_covered, n_words, word_chars, alpha, n_stop = stats
+            if ngrams:
+                reason = self._ngram_decision(top_chars, dup_covered, n_chars)
+                if reason is not None:
+                    return text, reason
+            if self._qual:
+                reason = self._quality_rules(text, n_tok, n_words, lambda: word_chars,
+                                             lambda: alpha, lambda: n_stop)
+                if reason is not None:
+                    return text, reason
+        else:
+            res = self._words or (_ASCII_RES if text.isascii() else _UNICODE_RES)
+            tokens = None
+            first_seen = None  # token -> index of first occurrence
+            if ngrams:
                 tokens = res["token"].findall(text)
                 first_seen = {}
                 reason = self._ngram_rules(tokens, first_seen, n_chars)
                 if reason is not None:
                     return text, reason
-
-        if self._qual:
-            reason = self._quality(text, res, tokens, first_seen)
-            if reason is not None:
-                return text, reason
+            if self._qual:
+                reason = self._quality(text, res, tokens, first_seen)
+                if reason is not None:
+                    return text, reason
 
         if self._min_chars and n_chars < self._min_chars:
             return text, "too_short"
         if self._max_chars and n_chars > self._max_chars:
             return text, "too_long"
         return text, None
+
+    def _line_rules(self, text: str, n_chars: int) -> str | None:
+        """Gopher's duplicate paragraph and line fractions."""
+        if self._dup_para or self._dup_para_char:
+            if "\n\n" in text:
+                paras = _PARAGRAPH_SPLIT_RE.split(text.strip())
+                uniq = set(paras)
+                if self._dup_para and (len(paras) - len(uniq)) / len(paras) > self._dup_para:
+                    return "gopher_dup_para_frac"
+                if self._dup_para_char:
+                    dup_chars = sum(map(len, paras)) - sum(map(len, uniq))
+                    if dup_chars / n_chars > self._dup_para_char:
+                        return "gopher_dup_para_char_frac"
+        if self._dup_line or self._dup_line_char:
+            lines = _LINES_SPLIT_RE.split(text) if "\n\n" in text else text.split("\n")
+            uniq = set(lines)
+            if self._dup_line and (len(lines) - len(uniq)) / len(lines) > self._dup_line:
+                return "gopher_dup_line_frac"
+            if self._dup_line_char:
+                dup_chars = sum(map(len, lines)) - sum(map(len, uniq))
+                if dup_chars / n_chars > self._dup_line_char:
+                    return "gopher_dup_line_char_frac"
+        return None
+
+    def _kernel_stats(self, text: str):
+        """The compiled kernel's numbers for ``text`` (None: use the pure-Python rules)."""
+        args = self._kernel_args
+        if args is None:
+            import numpy as np
+
+            from transforms.text import filter_kernel
+
+            if not filter_kernel.available():
+                self._use_kernel = False
+                return None
+            args = self._kernel_args = (
+                np.array([n for n, _, _ in self._top], dtype=np.int64),
+                np.array([n for n, _, _, _ in self._dup], dtype=np.int64),
+                filter_kernel.stop_word_arrays(self._stop),
+                filter_kernel.page_stats,
+            )
+        return args[3](text, args[0], args[1], args[2])
+
+    def _ngram_decision(self, top_chars: list, dup_covered: list, n_chars: int) -> str | None:
+        """:meth:`_ngram_rules`' decision from the kernel's numbers, in the same order."""
+        for (_, max_frac, reason), chars in zip(self._top, top_chars):
+            if chars >= 0 and chars / n_chars > max_frac:
+                return reason
+        for (_, max_frac, reason, rest_min), covered in zip(self._dup, dup_covered):
+            frac = covered / n_chars
+            if frac > max_frac:
+                return reason
+            if frac <= rest_min:
+                return None
+        return None
 
     def _ngram_rules(self, tokens: list[str], first_seen: dict, n_chars: int) -> str | None:
         """Top n-gram and duplicate n-gram character fractions.
@@ -841,14 +902,19 @@ class TextFilter:
         # Non-symbol tokens: a token is a word exactly when its first character
         # is a word character (\w is str.isalnum() or "_"), so no second regex pass.
         words = [t for t in tokens if t[0].isalnum() or t[0] == "_"]
-        n_words = len(words)
+        return self._quality_rules(
+            text, n_tok, len(words), lambda: sum(map(len, words)), lambda: alpha_word_count(words),
+            lambda: len(self._stop.intersection(first_seen if first_seen is not None else tokens)))
 
+    def _quality_rules(self, text: str, n_tok: int, n_words: int, word_chars, alpha_words,
+                       stop_words_present) -> str | None:
+        """Gopher's quality rules in order; the last three arguments are called when needed."""
         if self._min_words and n_words < self._min_words:
             return "gopher_min_words"
         if self._max_words and n_words > self._max_words:
             return "gopher_max_words"
         if n_words and (self._min_mean or self._max_mean):
-            mean = sum(map(len, words)) / n_words
+            mean = word_chars() / n_words
             if (self._min_mean and mean < self._min_mean) or (self._max_mean and mean > self._max_mean):
                 return "gopher_mean_word_length"
         if self._max_symbol and n_tok:
@@ -874,10 +940,9 @@ class TextFilter:
                     return "gopher_ellipsis_lines"
 
         if self._min_alpha and n_tok:
-            if alpha_word_count(words) / n_tok < self._min_alpha:
+            if alpha_words() / n_tok < self._min_alpha:
                 return "gopher_alpha_words"
         if self._min_stop:
-            present = self._stop.intersection(first_seen if first_seen is not None else tokens)
-            if len(present) < self._min_stop:
+            if stop_words_present() < self._min_stop:
                 return "gopher_stop_words"
         return None
