@@ -106,8 +106,20 @@ def _bytes_feature(values: Sequence[bytes]) -> bytes:
     return _field(1, b"".join(_field(1, v) for v in values))
 
 
+# The varints of 0 .. 2**17 - 1 (1 to 3 bytes: every token id of a vocabulary of
+# up to 131,072 pieces), built on first use: a token list is then one C-level
+# join of table entries.
+_SMALL_VARINTS: tuple = ()
+_SMALL_LIMIT = 1 << 17
+
+
 def _packed_varints(values: Sequence[int]) -> bytes:
-    """Varint encoding of many int64 values at once (numpy; token lists are long)."""
+    """Varint encoding of many int64 values at once (a table for small ones, else numpy)."""
+    global _SMALL_VARINTS
+    if len(values) >= 8 and min(values) >= 0 and max(values) < _SMALL_LIMIT:
+        if not _SMALL_VARINTS:
+            _SMALL_VARINTS = tuple(_varint(v) for v in range(_SMALL_LIMIT))
+        return b"".join(map(_SMALL_VARINTS.__getitem__, values))
     if len(values) < 8:
         return b"".join(_varint(int(v)) for v in values)
     arr = np.asarray(values, dtype=np.int64).view(np.uint64)  # negatives: two's complement
