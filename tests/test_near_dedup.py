@@ -381,3 +381,27 @@ def test_exact_verification_meets_the_same_quality(labelled, tmp_path):
     both = sum(1 for a, b in low_pairs if a in survivors and b in survivors)
     assert collapsed / len(groups) >= 0.98 and both / len(low_pairs) >= 0.99
     assert all(s in survivors for s in singles)
+
+
+def test_batch_shingles_equal_the_per_document_hashes():
+    """The compiled batch path (word shingles of many documents at once) gives
+    exactly what :meth:`Shingler.hashes` gives document by document, for mixed
+    batches (ASCII, accents, case changes, CJK pages shingled by characters,
+    lone surrogates, emoji, empty and one-word documents) and several n."""
+    import random
+
+    rng = random.Random(11)
+    vocab = ["the", "Cat", "SAT", "l'eau", "Straße", "İstanbul", "ÉTÉ", "naïve", "東京都に住む", "x²",
+             "_a", "🙂", "\udcff", "...", "—", "\u00a0", "\n", "", "don't", "e\u0301", "١٢٣"]
+    texts = ["", "one", "東京都に住む人は多い。東京都に住む人は多い。"]
+    texts += [" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 40))) for _ in range(400)]
+    for config in (mh.MinHashConfig(), mh.MinHashConfig(ngram=1), mh.MinHashConfig(ngram=13),
+                   mh.MinHashConfig(char_ngram=4)):
+        sh = mh.Shingler(config)
+        for start in range(0, len(texts), 64):
+            batch = texts[start:start + 64]
+            languages = [rng.choice([None, "en", "ja"]) for _ in batch]
+            flat, offsets = sh.batch(batch, languages)
+            expected = [sh.hashes(t, lang) for t, lang in zip(batch, languages)]
+            assert offsets.tolist() == np.cumsum([0] + [len(e) for e in expected]).tolist()
+            assert flat.tolist() == np.concatenate(expected).tolist()

@@ -270,16 +270,148 @@ class Shingler:
             return _combine(points.astype(np.uint64), char_ngram)
         return _combine(word_hashes(normalized_bytes(text)), c.ngram)
 
+    def _word_docs(self, text: str, language: Optional[str]) -> bool:
+        """Whether ``text`` gets the default shingles: word n-grams of the polynomial hashes."""
+        c = self.config
+        return (c.hash != "sha1" and not c.char_ngram
+                and (text.isascii() or not uses_characters(text, language)))
+
     def batch(self, texts: Sequence[str],
               languages: Optional[Sequence[Optional[str]]] = None) -> Tuple[np.ndarray, np.ndarray]:
-        """All shingle hashes of ``texts`` concatenated, and the offsets of each document."""
+        """All shingle hashes of ``texts`` concatenated, and the offsets of each document.
+
+        Word shingles of the default hash are made for the whole batch in one
+        compiled loop (:func:`_word_shingle_kernel`), equal to :meth:`hashes`
+        document by document; the other kinds go through :meth:`hashes`.
+        """
         if languages is None:
             languages = [None] * len(texts)
-        parts = [self.hashes(t, lang) for t, lang in zip(texts, languages)]
+        kernel = _word_shingle_kernel() if texts else False
+        if kernel:
+            word = [self._word_docs(t, lang) for t, lang in zip(texts, languages)]
+            data = [t.lower().encode("utf-32-le", "surrogatepass") for t, w in zip(texts, word) if w]
+            starts = np.zeros(len(data) + 1, dtype=np.int64)
+            np.cumsum([len(d) // 4 for d in data], out=starts[1:])
+            points = np.frombuffer(b"".join(data), dtype=np.uint32)
+            flat = np.empty(len(points) // 2 + len(data), dtype=np.uint64)
+            ends = np.zeros(len(data) + 1, dtype=np.int64)
+            kernel(points, starts, self.config.ngram, _POSITION_MULT, _word_table(), flat, ends)
+            if len(data) == len(texts):
+                return flat[:ends[-1]].copy(), ends
+            words = iter(range(len(data)))
+            parts = []
+            for t, lang, w in zip(texts, languages, word):
+                if w:
+                    d = next(words)
+                    parts.append(flat[ends[d]:ends[d + 1]])
+                else:
+                    parts.append(self.hashes(t, lang))
+        else:
+            parts = [self.hashes(t, lang) for t, lang in zip(texts, languages)]
         offsets = np.zeros(len(parts) + 1, dtype=np.int64)
         np.cumsum([len(p) for p in parts], out=offsets[1:])
         flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
         return flat.astype(np.uint64, copy=False), offsets
+
+
+_SHINGLE_KERNEL = None
+_WORD_TABLE = None
+
+
+def _word_table() -> np.ndarray:
+    """1 for each code point that is a word character (``\\w``), else 0."""
+    global _WORD_TABLE
+    if _WORD_TABLE is None:
+        from transforms.text.filter_kernel import WORD, class_table
+
+        _WORD_TABLE = (class_table() >= WORD).astype(np.uint8)
+    return _WORD_TABLE
+
+
+def _word_shingle_kernel():
+    """The word shingles of many documents in one compiled loop (False without numba).
+
+    Per document (the code points of its lower-cased text; a word is a run
+    of word characters, ``word``, whose UTF-8 bytes are hashed, which is what
+    :func:`normalized_bytes` leaves between its spaces): each word's
+    polynomial hash, sum of ``(byte + 1) * P**i`` modulo 2**64 as
+    :func:`word_hashes` computes it with prefix sums, then the windows of
+    ``n`` words combined and finalised as :func:`_combine` does.
+    """
+    global _SHINGLE_KERNEL
+    if _SHINGLE_KERNEL is None:
+        try:
+            import numba
+        except ImportError:  # pragma: no cover - numba is a dependency
+            _SHINGLE_KERNEL = False
+            return _SHINGLE_KERNEL
+
+        @numba.njit(cache=True, nogil=True)
+        def kernel(points, starts, n, mult, word, out, offsets):  # pragma: no cover - compiled
+            p = np.uint64(0x100000001B3)
+            one = np.uint64(1)
+            n_mult = mult.shape[0]
+            words = np.empty(points.shape[0] // 2 + 1, np.uint64)
+            utf8 = np.empty(4, np.uint64)
+            o = 0
+            for d in range(starts.shape[0] - 1):
+                m = 0
+                i = starts[d]
+                end = starts[d + 1]
+                while i < end:
+                    if word[points[i]] == 0:
+                        i += 1
+                        continue
+                    h = np.uint64(0)
+                    pw = one
+                    while i < end and word[points[i]] != 0:
+                        c = np.int64(points[i])
+                        if c < 0x80:
+                            utf8[0] = c
+                            k = 1
+                        elif c < 0x800:
+                            utf8[0] = 0xC0 | (c >> 6)
+                            utf8[1] = 0x80 | (c & 0x3F)
+                            k = 2
+                        elif c < 0x10000:
+                            utf8[0] = 0xE0 | (c >> 12)
+                            utf8[1] = 0x80 | ((c >> 6) & 0x3F)
+                            utf8[2] = 0x80 | (c & 0x3F)
+                            k = 3
+                        else:
+                            utf8[0] = 0xF0 | (c >> 18)
+                            utf8[1] = 0x80 | ((c >> 12) & 0x3F)
+                            utf8[2] = 0x80 | ((c >> 6) & 0x3F)
+                            utf8[3] = 0x80 | (c & 0x3F)
+                            k = 4
+                        for q in range(k):
+                            h += (utf8[q] + one) * pw
+                            pw *= p
+                        i += 1
+                    words[m] = h
+                    m += 1
+                if m > 0:
+                    w = n
+                    windows = m - n + 1
+                    if m <= n:
+                        windows = 1
+                        w = m
+                    for j in range(windows):
+                        acc = np.uint64(0)
+                        for k in range(w):
+                            acc += words[j + k] * mult[k % n_mult]
+                        x = acc + np.uint64(w)
+                        x = x ^ (x >> np.uint64(30))
+                        x = x * np.uint64(0xBF58476D1CE4E5B9)
+                        x = x ^ (x >> np.uint64(27))
+                        x = x * np.uint64(0x94D049BB133111EB)
+                        x = x ^ (x >> np.uint64(31))
+                        out[o] = (x >> np.uint64(32)) ^ (x & np.uint64(0xFFFFFFFF))
+                        o += 1
+                offsets[d + 1] = o
+
+        _SHINGLE_KERNEL = kernel
+    return _SHINGLE_KERNEL
 
 
 # ---------------------------------------------------------------------------
