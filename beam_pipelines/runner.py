@@ -64,11 +64,71 @@ def local_defaults(options: PipelineOptions, input_bytes: int) -> None:
         direct.direct_running_mode = "multi_processing"
 
 
+def close_workers_together(manager) -> None:
+    """Close the FnApiRunner's worker handlers all at once, then its gRPC server.
+
+    Beam's ``WorkerHandlerManager.close_all`` stops the SDK worker processes
+    one after the other, waiting for each to exit (about 0.8 s each here):
+    1.6 s at the end of every two-worker run, 13 s with 16 workers. Closing
+    each handler in its own thread lets them exit together; what is closed,
+    and the errors logged, are as in Beam's method.
+    """
+    import collections
+    import logging
+    import threading
+
+    handlers = []
+    for handler_list in manager._cached_handlers.values():
+        for handler in handler_list:
+            if handler not in handlers:
+                handlers.append(handler)
+
+    def close(handler):
+        try:
+            handler.close()
+        except Exception:  # noqa: BLE001 - logged as Beam logs it; the others still close
+            logging.getLogger(__name__).error("Error closing worker_handler %s", handler, exc_info=True)
+
+    threads = [threading.Thread(target=close, args=(h,), name="close-worker", daemon=True)
+               for h in handlers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    manager._cached_handlers = collections.defaultdict(list)
+    manager._workers_by_id = {}
+    if manager._grpc_server is not None:
+        manager._grpc_server.close()
+        manager._grpc_server = None
+
+
+def _close_workers_together_in_beam() -> None:
+    """Make the FnApiRunner close its workers together (:func:`close_workers_together`).
+
+    Only where Beam's manager has the attributes that function uses (Beam
+    2.77's); otherwise Beam's own method stays.
+    """
+    from apache_beam.runners.portability.fn_api_runner import worker_handlers
+
+    manager = worker_handlers.WorkerHandlerManager
+    if getattr(manager.close_all, "_beamtrain", False):
+        return
+    import inspect
+
+    source = inspect.getsource(manager.close_all)
+    if not all(name in source for name in ("_cached_handlers", "_workers_by_id", "_grpc_server")):
+        return
+    close_workers_together._beamtrain = True
+    manager.close_all = close_workers_together
+
+
 def local_runner(options: Optional[PipelineOptions] = None):
-    """The FnApiRunner, set up as the DirectRunner would set it up."""
+    """The FnApiRunner, set up as the DirectRunner would set it up (workers closed together)."""
     from apache_beam.portability.api import beam_provision_api_pb2
     from apache_beam.runners.portability.fn_api_runner import fn_runner
     from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    _close_workers_together_in_beam()
 
     options = options or PipelineOptions([])
     encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())

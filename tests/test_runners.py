@@ -259,6 +259,49 @@ def test_multi_processing_gives_the_same_records(tmp_path):
     assert _shard_hashes(tmp_path / "one") == _shard_hashes(tmp_path / "two")
 
 
+def test_worker_handlers_are_closed_together():
+    """The local runner stops its SDK workers at once, not one after the other: each fake
+    handler's close waits at a barrier for all the others, which only a concurrent
+    close passes; a failing close is logged and the rest still close."""
+    import collections
+    import threading
+
+    from apache_beam.runners.portability.fn_api_runner import worker_handlers
+
+    from beam_pipelines.runner import _close_workers_together_in_beam, close_workers_together
+
+    barrier = threading.Barrier(4, timeout=30)
+    closed = []
+
+    class Handler:
+        def __init__(self, name, fail=False):
+            self.name, self.fail = name, fail
+
+        def close(self):
+            barrier.wait()
+            closed.append(self.name)
+            if self.fail:
+                raise RuntimeError("worker gone")
+
+    class Server:
+        closed = False
+
+        def close(self):
+            Server.closed = True
+
+    a, b, c, d = Handler("a"), Handler("b"), Handler("c", fail=True), Handler("d")
+    manager = worker_handlers.WorkerHandlerManager.__new__(worker_handlers.WorkerHandlerManager)
+    manager._cached_handlers = collections.defaultdict(list, {"env1": [a, b, a], "env2": [c, d]})
+    manager._workers_by_id = {"w": a}
+    manager._grpc_server = Server()
+    close_workers_together(manager)
+    assert sorted(closed) == ["a", "b", "c", "d"]  # each once, all past the barrier
+    assert Server.closed and manager._grpc_server is None
+    assert not manager._cached_handlers and manager._workers_by_id == {}
+    _close_workers_together_in_beam()
+    assert worker_handlers.WorkerHandlerManager.close_all is close_workers_together
+
+
 # ---------------------------------------------------------------- every core, locally
 
 def _direct(argv, input_bytes):
