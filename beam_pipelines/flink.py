@@ -274,10 +274,10 @@ def flink_defaults(options) -> bool:
     portable = options.view_as(PortableOptions)
     if portable.environment_type or not is_local_master(options):
         return False
-    from beam_pipelines.runner import flag_given
+    from beam_pipelines.runner import flag_given, usable_cores
 
     if not flag_given(options, "parallelism") or flink.parallelism < 1:
-        flink.parallelism = os.cpu_count() or 1
+        flink.parallelism = usable_cores()
     if not flag_given(options, "sdk_worker_parallelism"):
         portable.sdk_worker_parallelism = flink.parallelism
     if not flag_given(options, "environment_cache_millis"):

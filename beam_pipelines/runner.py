@@ -8,7 +8,8 @@ back to), which honours ``--direct_num_workers`` and
 
 Every core by default: when neither flag is given and the inputs hold at
 least :data:`PARALLEL_INPUT_BYTES`, a local run uses one SDK worker process
-per core (``multi_processing``); smaller runs (tests, samples, trying a flag)
+per core it may use (``multi_processing``; :func:`usable_cores`: under
+``taskset`` or a container's cpuset, the CPUs allowed, not the machine's); smaller runs (tests, samples, trying a flag)
 stay in process, where starting the workers would cost more than they save.
 ``--direct_num_workers 1`` keeps any run in one process.
 ``--runner FlinkRunner`` gets the job-server jar cached by
@@ -51,13 +52,23 @@ def flag_given(options: PipelineOptions, name: str) -> bool:
     return any(f == f"--{name}" or f.startswith(f"--{name}=") for f in flags)
 
 
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity: ``taskset``, a container's cpuset), else all."""
+    try:
+        allowed = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        allowed = 0
+    cores = os.cpu_count() or 1
+    return min(allowed, cores) if allowed else cores
+
+
 def local_defaults(options: PipelineOptions, input_bytes: int) -> None:
     """One worker process per core for a large local run, unless the flags say how to run."""
     from apache_beam.options.pipeline_options import DirectOptions
 
     if flag_given(options, "direct_num_workers") or flag_given(options, "direct_running_mode"):
         return
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     if cores > 1 and input_bytes >= PARALLEL_INPUT_BYTES:
         direct = options.view_as(DirectOptions)
         direct.direct_num_workers = cores

@@ -20,8 +20,11 @@ direct1, default, ...: a slower spell of the machine falls on both) and the
 row shows the median wall time, with the fastest and slowest runs beside it;
 "same bytes" then holds for every run.
 
-Engines: ``direct1`` (Beam's FnApiRunner in process, one worker:
-``--direct_num_workers 1``), ``default`` (no flag: the local default, which
+Engines: ``one_core`` (``direct1`` held to one CPU with
+``os.sched_setaffinity``: the one-core figure the two-core runs are compared
+with), ``direct1`` (Beam's FnApiRunner in process, one worker:
+``--direct_num_workers 1``; its gRPC, garbage-collection and library threads
+may use a second core: about 1.1 cores on average here), ``default`` (no flag: the local default, which
 from 64 MiB of input runs one SDK worker process per core), ``flink``
 (``--runner FlinkRunner --flink_master=[local]``: an embedded Flink with one
 SDK worker process per core; only when ``make flink-jar`` has cached a job
@@ -46,11 +49,20 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CORES = os.cpu_count() or 1
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+CORES = _usable_cores()
 # The five steps the scaling figures have always covered; the lang step (a
 # default since) is measured on its own by benchmarks/languages.py.
 STEPS = "clean,filter,dedup,pii,tokenize"
+# name: (flags, cores used (None: the local default decides), held to one CPU)
 ENGINES = {
+    "one_core": (["--direct_num_workers", "1"], 1),
     "direct1": (["--direct_num_workers", "1"], 1),
     "default": ([], None),  # the local default: every core from PARALLEL_INPUT_BYTES up
     "flink": (["--runner", "FlinkRunner", "--flink_master=[local]"], CORES),
@@ -152,13 +164,19 @@ def _tree_rss(proc) -> int:
     return total
 
 
-def run_engine(corpus: str, out: str, extra: List[str]) -> Dict[str, object]:
+def _one_cpu() -> None:
+    """Hold the process (and its children) to the first CPU it may use."""
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
+def run_engine(corpus: str, out: str, extra: List[str], one_cpu: bool = False) -> Dict[str, object]:
     cmd = [sys.executable, "-m", "beam_pipelines.text", "--input", corpus, "--output_dir", out,
            "--steps", STEPS, "--vocab_size", "8000", "--report=false",
            "--max_dead_letter_fraction", "1"] + extra
     t0 = time.perf_counter()
     log = open(out + ".log", "w")
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=_one_cpu if one_cpu else None)
     peak = 0
     while proc.poll() is None:
         peak = max(peak, _tree_rss(proc))
@@ -177,13 +195,20 @@ def run_engine(corpus: str, out: str, extra: List[str]) -> Dict[str, object]:
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="30,100,300,1000", help="corpus sizes in MB")
-    parser.add_argument("--engines", default="direct1,default,flink")
+    parser.add_argument("--engines", default="one_core,default,flink",
+                        help=f"any of {', '.join(ENGINES)}")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run the engines this many times in turn; report medians")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     engines = [e for e in args.engines.split(",") if e]
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown:
+        parser.error(f"unknown engine {unknown[0]!r}: one of {', '.join(ENGINES)}")
+    if "one_core" in engines and not hasattr(os, "sched_setaffinity"):
+        print("# one_core: skipped (no sched_setaffinity here)")
+        engines.remove("one_core")
     if "flink" in engines:
         from beam_pipelines import flink
 
@@ -204,11 +229,12 @@ def main(argv: Optional[List[str]] = None) -> None:
                 for name in engines:
                     out = os.path.join(work, f"out-{name}")
                     shutil.rmtree(out, ignore_errors=True)
-                    r = run_engine(corpus, out, ENGINES[name][0])
+                    r = run_engine(corpus, out, ENGINES[name][0], one_cpu=name == "one_core")
                     if first is None and r["rc"] == 0:
                         first = r["shards"]
                     r["same"] = r["shards"] == first
                     runs[name].append(r)
+            medians: Dict[str, float] = {}
             for name in engines:
                 cores = engine_cores(name, info["bytes"])
                 rs = runs[name]
@@ -225,6 +251,10 @@ def main(argv: Optional[List[str]] = None) -> None:
                       f"{rate / cores:9.2f} {peak / 2**30:7.2f}GB  {same:>10}  "
                       f"{'ok' if not failed else 'exit ' + str(last['rc'])}: "
                       f"{str(last['last_line'])[:70]}{spread}", flush=True)
+                medians[name] = seconds
+            if "one_core" in medians and "default" in medians:
+                print(f"# {info['bytes'] / 1e6:.0f} MB: default on {engine_cores('default', info['bytes'])} "
+                      f"cores gives {medians['one_core'] / medians['default']:.2f}x one core", flush=True)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 

@@ -15,7 +15,7 @@ import pytest
 from apache_beam.options.pipeline_options import FlinkRunnerOptions, PipelineOptions, PortableOptions
 
 from beam_pipelines import flink
-from beam_pipelines.runner import prepare_options, runner_for
+from beam_pipelines.runner import prepare_options, runner_for, usable_cores
 from conftest import ROOT, run_text
 
 SAMPLE = [os.path.join(ROOT, "data", "sample", "jsonl", "*"), os.path.join(ROOT, "data", "sample", "text", "*")]
@@ -64,8 +64,8 @@ def test_embedded_flink_gets_the_cached_jar_and_one_sdk_worker_process_per_core(
     assert options.view_as(FlinkRunnerOptions).flink_version == version
     portable = options.view_as(PortableOptions)
     assert portable.environment_type == "EXTERNAL"
-    assert options.view_as(FlinkRunnerOptions).parallelism == (os.cpu_count() or 1)
-    assert portable.sdk_worker_parallelism == (os.cpu_count() or 1)
+    assert options.view_as(FlinkRunnerOptions).parallelism == usable_cores()
+    assert portable.sdk_worker_parallelism == usable_cores()
     assert portable.environment_cache_millis >= 3600 * 1000  # not a fresh worker per stage
     assert runner_for(options) is None  # left to Beam
     with engine as address:  # the worker pool listens while the run lasts

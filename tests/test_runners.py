@@ -320,6 +320,7 @@ def test_a_large_local_run_uses_every_core_and_a_small_one_stays_in_process(monk
     from beam_pipelines.runner import PARALLEL_INPUT_BYTES
 
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     assert _direct([], PARALLEL_INPUT_BYTES) == (4, "multi_processing")
     assert _direct(["--runner", "DirectRunner"], 10 * PARALLEL_INPUT_BYTES) == (4, "multi_processing")
     assert _direct([], PARALLEL_INPUT_BYTES - 1) == (1, "in_memory")
@@ -329,12 +330,19 @@ def test_a_large_local_run_uses_every_core_and_a_small_one_stays_in_process(monk
         1, "multi_threading")
     monkeypatch.setattr(os, "cpu_count", lambda: 1)
     assert _direct([], 10 * PARALLEL_INPUT_BYTES) == (1, "in_memory")
+    # a process held to some CPUs (taskset, a container's cpuset) uses those, not the machine's
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {2, 5}, raising=False)
+    assert _direct([], 10 * PARALLEL_INPUT_BYTES) == (2, "multi_processing")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {7}, raising=False)
+    assert _direct([], 10 * PARALLEL_INPUT_BYTES) == (1, "in_memory")
 
 
 def test_flags_on_the_command_line_count_when_options_read_sys_argv(monkeypatch):
     from beam_pipelines.runner import PARALLEL_INPUT_BYTES
 
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     # `python -m beam_pipelines.text ...` builds its options from sys.argv (flags=None)
     monkeypatch.setattr(sys, "argv", ["text", "--input", "x", "--direct_num_workers", "1"])
     assert _direct(None, 10 * PARALLEL_INPUT_BYTES) == (1, "in_memory")
