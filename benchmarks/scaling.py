@@ -23,8 +23,8 @@ row shows the median wall time, with the fastest and slowest runs beside it;
 Engines: ``one_core`` (``direct1`` held to one CPU with
 ``os.sched_setaffinity``: the one-core figure the two-core runs are compared
 with), ``direct1`` (Beam's FnApiRunner in process, one worker:
-``--direct_num_workers 1``; its gRPC, garbage-collection and library threads
-may use a second core: about 1.1 cores on average here), ``default`` (no flag: the local default, which
+``--direct_num_workers 1``; one core on average, but nothing holds its
+threads to one), ``default`` (no flag: the local default, which
 from 64 MiB of input runs one SDK worker process per core), ``flink``
 (``--runner FlinkRunner --flink_master=[local]``: an embedded Flink with one
 SDK worker process per core; only when ``make flink-jar`` has cached a job
