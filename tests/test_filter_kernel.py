@@ -13,6 +13,7 @@ import pytest
 
 from transforms.text import filter_kernel as fk
 from transforms.text.filters import STOP_WORDS, FilterConfig, TextFilter
+from test_filters import _ref_dup_frac, _ref_top_frac
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN_RE = re.compile(r"\w+(?:['’.]\w+)*|[^\w\s\x1c-\x1f]+")
@@ -22,27 +23,11 @@ pytestmark = pytest.mark.skipif(not fk.available(), reason="numba missing: the f
 
 
 def reference(text: str, stop_words=STOP_WORDS):
-    """The kernel's numbers, by brute force over the regex's tokens."""
+    """The kernel's numbers, by brute force over the regex's tokens (the n-gram
+    references of test_filters, in characters: ``n_chars`` 1)."""
     tokens = TOKEN_RE.findall(text)
-    top = []
-    for n in TOP_NS:
-        grams = [tuple(tokens[j:j + n]) for j in range(len(tokens) - n + 1)]
-        if not grams:
-            top.append(-1)
-            continue
-        counts = Counter(grams)
-        best = max(counts.values())
-        first = next(g for g in grams if counts[g] == best)
-        top.append(len(" ".join(first)) * best)
-    dup = []
-    for n in DUP_NS:
-        seen, covered = set(), [False] * len(tokens)
-        for j in range(len(tokens) - n + 1):
-            g = tuple(tokens[j:j + n])
-            if g in seen:
-                covered[j:j + n] = [True] * n
-            seen.add(g)
-        dup.append(sum(len(t) for t, c in zip(tokens, covered) if c))
+    top = [round(_ref_top_frac(tokens, n, 1)) if len(tokens) >= n else -1 for n in TOP_NS]
+    dup = [round(_ref_dup_frac(tokens, n, 1)) for n in DUP_NS]
     words = [t for t in tokens if re.match(r"\w", t)]
     alpha = sum(1 for w in words if re.search(r"[^\W\d_]", w))
     present = len(set(stop_words) & set(tokens))

@@ -515,6 +515,19 @@ class FilterConfig:
         return out
 
 
+def _duplicate_pieces(pieces: list, n_chars: int, max_frac, max_char_frac, kind: str) -> str | None:
+    """Gopher's duplicate ``kind`` (paragraph or line) rules: the share of pieces that
+    repeat an earlier one, then the share of characters in them."""
+    uniq = set(pieces)
+    if max_frac and (len(pieces) - len(uniq)) / len(pieces) > max_frac:
+        return f"gopher_dup_{kind}_frac"
+    if max_char_frac:
+        dup_chars = sum(map(len, pieces)) - sum(map(len, uniq))
+        if dup_chars / n_chars > max_char_frac:
+            return f"gopher_dup_{kind}_char_frac"
+    return None
+
+
 def _remove_citations(text: str) -> str:
     """Delete citation markers until none is left: "[[1]]" -> "[]" -> ""."""
     while True:
@@ -785,25 +798,14 @@ class TextFilter:
 
     def _line_rules(self, text: str, n_chars: int) -> str | None:
         """Gopher's duplicate paragraph and line fractions."""
-        if self._dup_para or self._dup_para_char:
-            if "\n\n" in text:
-                paras = _PARAGRAPH_SPLIT_RE.split(text.strip())
-                uniq = set(paras)
-                if self._dup_para and (len(paras) - len(uniq)) / len(paras) > self._dup_para:
-                    return "gopher_dup_para_frac"
-                if self._dup_para_char:
-                    dup_chars = sum(map(len, paras)) - sum(map(len, uniq))
-                    if dup_chars / n_chars > self._dup_para_char:
-                        return "gopher_dup_para_char_frac"
+        if (self._dup_para or self._dup_para_char) and "\n\n" in text:
+            reason = _duplicate_pieces(_PARAGRAPH_SPLIT_RE.split(text.strip()), n_chars,
+                                       self._dup_para, self._dup_para_char, "para")
+            if reason is not None:
+                return reason
         if self._dup_line or self._dup_line_char:
             lines = _LINES_SPLIT_RE.split(text) if "\n\n" in text else text.split("\n")
-            uniq = set(lines)
-            if self._dup_line and (len(lines) - len(uniq)) / len(lines) > self._dup_line:
-                return "gopher_dup_line_frac"
-            if self._dup_line_char:
-                dup_chars = sum(map(len, lines)) - sum(map(len, uniq))
-                if dup_chars / n_chars > self._dup_line_char:
-                    return "gopher_dup_line_char_frac"
+            return _duplicate_pieces(lines, n_chars, self._dup_line, self._dup_line_char, "line")
         return None
 
     def _kernel_stats(self, text: str):
