@@ -302,7 +302,7 @@ def _command(data_dir, model_dir, *extra):
 
 def _train(data_dir, model_dir, *extra):
     # The timeout only guards against a hang: on this shared 2-core machine a CI run has
-    # taken 32 s for the JAX backend's first 10 steps (under 40 s for the whole run alone).
+    # taken 32 s for the JAX backend's first 10 steps and was still in its third of four epochs at 300 s.
     return subprocess.run(_command(data_dir, model_dir, *extra), cwd=ROOT,
                           capture_output=True, text=True, timeout=900)
 
