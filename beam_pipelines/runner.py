@@ -126,7 +126,10 @@ def _close_workers_together_in_beam() -> None:
         return
     import inspect
 
-    source = inspect.getsource(manager.close_all)
+    try:
+        source = inspect.getsource(manager.close_all)
+    except (OSError, TypeError):  # no source to read (a zipped or compiled install): Beam's method stays
+        return
     if not all(name in source for name in ("_cached_handlers", "_workers_by_id", "_grpc_server")):
         return
     close_workers_together._beamtrain = True
