@@ -1,4 +1,5 @@
 import unicodedata
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -153,3 +154,19 @@ def test_clean_dofn_counts_the_fallback_under_info():
     assert [o["text"] for o in outs][0] == "Deep words & more survive."
     counts = dict(o.value.value for o in fn.finish_bundle())
     assert counts[("info", clean.HTML_FALLBACK)] == 1
+
+
+PLAIN = st.text(alphabet=list("aeAE ,.\n\u00e9\u00e8\u2019\u201c\u0301\u0303\u00c3\u00a9\u00e2\u20ac\u2122\u00c2\u00b6"
+                              "\u4e2d\u0627\U0001f600"), max_size=80)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.one_of(PLAIN, TRICKY, MOJIBAKE_SOURCE.map(
+    lambda t: t.encode("utf-8").decode("cp1252", errors="replace"))))
+def test_plain_text_shortcut_matches_the_full_round(text):
+    """A text without any character the rewrites look for skips their scans (_plain_round):
+    it must come out exactly as it does when every scan runs."""
+    fast = clean_text(text)
+    with mock.patch.object(clean, "_SPECIAL", clean.re.compile("")):  # matches: the full round
+        full = clean_text(text)
+    assert fast == full

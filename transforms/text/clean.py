@@ -98,6 +98,15 @@ _SPACE_NL = re.compile(r" \n ?|\n ")
 _MANY_NL = re.compile(r"\n{3,}")
 
 
+# Every character one of the rewrites below looks for (line breaks but "\n", C0
+# and C1 controls, escapes, horizontal whitespace other than a space,
+# ligatures): one scan of a character class (and a substring test for a
+# double space) that finds none of them lets a document skip the five scans
+# that would each find nothing; most documents need none of those rewrites.
+_SPECIAL = re.compile(
+    "[\x00-\x09\x0b-\x1f\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+    "\ufb00-\ufb06\ufeff\ufffe\uffff\ud800-\udfff]")
+
 _NON_ASCII = re.compile("[^\x00-\x7f]+")
 _CONTEXT = 3
 
@@ -120,6 +129,11 @@ def suspicious_windows(text: str) -> str:
 def _needs_ftfy(text: str) -> bool:
     if _C1.search(text) or "\x1b" in text:
         return True
+    return _is_bad(text)
+
+
+def _is_bad(text: str) -> bool:
+    """ftfy's mojibake detector, on the non-ASCII windows of ``text``."""
     from ftfy.badness import is_bad
 
     return is_bad(suspicious_windows(text))
@@ -153,6 +167,8 @@ def _one_round(text: str, fix_unicode: bool) -> Tuple[str, bool]:
     Each rewrite is guarded by a cheap search: most documents need few of them.
     """
     ascii_only = text.isascii()
+    if "  " not in text and _SPECIAL.search(text) is None:
+        return _plain_round(text, ascii_only, fix_unicode)
     if "\x1b" in text:
         text = _ANSI.sub("", text)
     if "\r" in text:
@@ -180,6 +196,35 @@ def _one_round(text: str, fix_unicode: bool) -> Tuple[str, bool]:
         if not unicodedata.is_normalized("NFC", text):
             text = unicodedata.normalize("NFC", text)
             deep_change = True
+    return text, deep_change
+
+
+def _plain_round(text: str, ascii_only: bool, fix_unicode: bool) -> Tuple[str, bool]:
+    """:func:`_one_round` for a text without any character of :data:`_SPECIAL`.
+
+    The same steps, less the searches that cannot match: no escape, carriage
+    return, line break or control to remove, no horizontal whitespace to
+    rewrite, no C1 control or ligature for ftfy to fix outside mojibake.
+    """
+    if " \n" in text or "\n " in text:
+        text = _SPACE_NL.sub("\n", text)
+    if "\n\n\n" in text:
+        text = _MANY_NL.sub("\n\n", text)
+    text = text.strip()
+    if ascii_only:
+        return text, False
+    deep_change = False
+    if fix_unicode and _is_bad(text):
+        fixed = _fix_flagged_lines(text)
+        deep_change = fixed != text
+        text = fixed
+        if deep_change and _CONTROLS.search(text):
+            text = _CONTROLS.sub("", text)
+        if deep_change:
+            text = _whitespace(_LINEBREAKS.sub("\n", text))
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+        deep_change = True
     return text, deep_change
 
 
