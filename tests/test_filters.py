@@ -679,3 +679,14 @@ def test_c4_terminal_mark_inside_closing_brackets_ends_a_line(line, kept):
                                      c4_min_words_per_line=0))(doc, counts)
     assert (line in out.splitlines()) is kept
     assert counts["c4_line_no_terminal_punct"] == (0 if kept else 1)
+
+
+def test_line_and_paragraph_splits_match_the_regular_expressions():
+    """The duplicate line/paragraph rules split with str.split: the same pieces as the regexes."""
+    from transforms.text.filters import _LINES_SPLIT_RE, _PARAGRAPH_SPLIT_RE, _lines, _paragraphs
+
+    rng = random.Random(7)
+    for _ in range(20000):
+        text = "".join(rng.choice(["\n", "\n", "a", "b", " "]) for _ in range(rng.randint(0, 14)))
+        assert _lines(text) == _LINES_SPLIT_RE.split(text), repr(text)
+        assert _paragraphs(text) == _PARAGRAPH_SPLIT_RE.split(text), repr(text)

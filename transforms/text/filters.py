@@ -332,6 +332,22 @@ def _ends_sentence(line: str) -> bool:
 _LINES_SPLIT_RE = re.compile(r"\n+")
 
 
+def _paragraphs(text: str) -> list:
+    """``_PARAGRAPH_SPLIT_RE.split(text)``; a plain split where no run is longer than two."""
+    return text.split("\n\n") if "\n\n\n" not in text else _PARAGRAPH_SPLIT_RE.split(text)
+
+
+def _lines(text: str) -> list:
+    """``_LINES_SPLIT_RE.split(text)``, by ``str.split``: the empty lines between two
+    others go, an empty first or last piece stays (a page's leading and trailing
+    line breaks)."""
+    pieces = text.split("\n")
+    if "\n\n" not in text:
+        return pieces
+    inner = [p for p in pieces[1:-1] if p]
+    return [pieces[0], *inner, pieces[-1]] if len(pieces) > 1 else pieces
+
+
 @dataclasses.dataclass(frozen=True)
 class FilterConfig:
     """Every rule of :class:`TextFilter`, each switchable or tunable.
@@ -799,12 +815,12 @@ class TextFilter:
     def _line_rules(self, text: str, n_chars: int) -> str | None:
         """Gopher's duplicate paragraph and line fractions."""
         if (self._dup_para or self._dup_para_char) and "\n\n" in text:
-            reason = _duplicate_pieces(_PARAGRAPH_SPLIT_RE.split(text.strip()), n_chars,
+            reason = _duplicate_pieces(_paragraphs(text.strip()), n_chars,
                                        self._dup_para, self._dup_para_char, "para")
             if reason is not None:
                 return reason
         if self._dup_line or self._dup_line_char:
-            lines = _LINES_SPLIT_RE.split(text) if "\n\n" in text else text.split("\n")
+            lines = _lines(text)
             return _duplicate_pieces(lines, n_chars, self._dup_line, self._dup_line_char, "line")
         return None
 
