@@ -83,6 +83,12 @@ class WriterConfig:
 
 
 def _varint(value: int) -> bytes:
+    if 0 <= value < _SHORT_LIMIT:
+        return _SHORT_VARINTS[value]
+    return _long_varint(value)
+
+
+def _long_varint(value: int) -> bytes:
     if value < 0:
         value += 1 << 64  # int64 negatives are 10-byte varints
     out = bytearray()
@@ -94,6 +100,11 @@ def _varint(value: int) -> bytes:
         else:
             out.append(bits)
             return bytes(out)
+
+
+# The varints of 0 .. 2**14 - 1 (one or two bytes: every field tag, most lengths).
+_SHORT_LIMIT = 1 << 14
+_SHORT_VARINTS = tuple(_long_varint(v) for v in range(_SHORT_LIMIT))
 
 
 def _field(number: int, payload: bytes) -> bytes:
