@@ -186,3 +186,32 @@ def test_a_reference_written_by_another_process_reads_back(spill_dir):
     assert len(list(spill_dir.iterdir())) == 2  # one file per writing process
     mine = pack(values[0], spill=True)
     assert unpack(mine) == values[0] and len(list(spill_dir.iterdir())) == 3
+
+
+def test_per_record_band_entries_pack_like_one_entry_per_band():
+    """(node, [keys]) per record gives the packs that (key, node) per band gives, in order."""
+    rng = random.Random(5)
+    records = [(f"n{i}", [bytes([b]) + rng.randrange(50).to_bytes(2, "little") for b in range(18)])
+               for i in range(300)]
+
+    def run(fn, elements):
+        fn.start_bundle()
+        out = list(itertools.chain.from_iterable(fn.process(e) for e in elements))
+        return [(part, unpack(blob)) for part, blob in out + [wv.value for wv in fn.finish_bundle()]]
+
+    per_band = run(components._PackBandsFn(partitions=3),
+                   [(key, node) for node, keys in records for key in keys])
+    per_record = run(components._PackBandsFn(partitions=3, per_record=True), records)
+    assert per_record == per_band and sum(len(e) for _, e in per_record) == 300 * 18
+
+
+def test_candidate_pairs_from_per_record_bands():
+    rng = random.Random(11)
+    records = [(f"n{i:03d}", [bytes([b]) + rng.randrange(40).to_bytes(2, "little") for b in range(6)])
+               for i in range(200)]
+    expected = _reference_pairs([(key, node) for node, keys in records for key in keys], max_bucket=16)
+    assert len(expected) > 100
+    with TestPipeline() as p:
+        got = (p | beam.Create(records)
+               | components.CandidatePairs(max_bucket=16, partitions=7, per_record=True))
+        assert_that(got["pairs"], equal_to(expected))

@@ -139,24 +139,34 @@ class _PackBandsFn(beam.DoFn):
     """``(band key, node)`` -> ``(partition, packed list of (band key, handle))``, up to ``flush_at`` each;
 
     spilled on a local run, so the packs wait for their partition on disk.
+    With ``per_record``, an element is ``(node, [band key, ...])``: every band
+    of one record in one element (one call and one hash of the node per record
+    instead of one per band; the entries are the same, in the same order).
     """
 
-    def __init__(self, partitions: int, flush_at: int = 64):
+    def __init__(self, partitions: int, flush_at: int = 64, per_record: bool = False):
         super().__init__()
         self._partitions = partitions
         self._flush_at = flush_at
+        self._per_record = per_record
 
     def start_bundle(self):
         self._pending: Dict[int, list] = {}
 
     def process(self, entry):
-        key, node = entry
-        part = band_partition(key, self._partitions)
-        pending = self._pending.setdefault(part, [])
-        pending.append((key, node_handle(node)))
-        if len(pending) >= self._flush_at:
-            del self._pending[part]
-            yield part, pack(pending, compress=False, spill=True)
+        if self._per_record:
+            node, keys = entry
+        else:
+            keys, node = (entry[0],), entry[1]
+        handle = node_handle(node)
+        partitions, pending_parts = self._partitions, self._pending
+        for key in keys:
+            part = band_partition(key, partitions)
+            pending = pending_parts.setdefault(part, [])
+            pending.append((key, handle))
+            if len(pending) >= self._flush_at:
+                del pending_parts[part]
+                yield part, pack(pending, compress=False, spill=True)
 
     def finish_bundle(self):
         for part in sorted(self._pending):
@@ -183,7 +193,8 @@ class _BucketPairsFn(accounting.CountingDoFn):
 
 
 class CandidatePairs(beam.PTransform):
-    """``(band key, node)`` -> distinct candidate pairs of handles ``(larger, smaller)``.
+    """``(band key, node)`` (or, with ``per_record``, ``(node, [band key, ...])``)
+    -> distinct candidate pairs of handles ``(larger, smaller)``.
 
     A handle is :func:`node_handle` of the node; :class:`VerifyPairs` turns
     the pairs back into nodes.
@@ -198,8 +209,9 @@ class CandidatePairs(beam.PTransform):
     Returns a dict with ``pairs`` and ``counts``.
     """
 
-    def __init__(self, max_bucket: int = 64, partitions: int = 4096):
+    def __init__(self, max_bucket: int = 64, partitions: int = 4096, per_record: bool = False):
         super().__init__()
+        self._per_record = per_record
         if max_bucket < 2:
             raise ValueError(f"max_bucket must be >= 2, got {max_bucket}")
         if partitions < 1:
@@ -210,7 +222,7 @@ class CandidatePairs(beam.PTransform):
     def expand(self, bands):
         candidates = (
             bands
-            | "PackBands" >> beam.ParDo(_PackBandsFn(self._partitions))
+            | "PackBands" >> beam.ParDo(_PackBandsFn(self._partitions, per_record=self._per_record))
             | "GroupBands" >> beam.GroupByKey()
             | "BucketPairs" >> beam.ParDo(_BucketPairsFn(self._max_bucket)).with_outputs(
                 accounting.COUNTS, main="pairs")
@@ -443,7 +455,9 @@ class Clusters(beam.PTransform):
 class RemoveNearDuplicates(beam.PTransform):
     """The whole engine: records, their band keys and payloads -> survivors.
 
-    Input: a dict with ``records``, ``bands`` (``(band key, node)`` pairs) and,
+    Input: a dict with ``records``, ``bands`` (``(band key, node)`` pairs; or instead
+    ``record_bands``, ``(node, [band key, ...])`` per record: one element where
+    the other form has one per band) and,
     unless ``accept`` is None, ``payloads`` (``(node, payload)``); a node is
     ``node(record)``: :func:`transforms.accounting.node_id` unless given. The
     smallest node of a component survives, so a ``node`` function that puts a
@@ -484,7 +498,9 @@ class RemoveNearDuplicates(beam.PTransform):
         self._thumbnail = thumbnail
 
     def expand(self, inputs):
-        candidates = inputs["bands"] | "CandidatePairs" >> CandidatePairs(self._max_bucket)
+        per_record = "record_bands" in inputs
+        candidates = (inputs["record_bands" if per_record else "bands"]
+                      | "CandidatePairs" >> CandidatePairs(self._max_bucket, per_record=per_record))
         counts = [candidates[accounting.COUNTS]]
         if self._accept is not None:
             payloads = inputs["payloads"]

@@ -8,7 +8,10 @@ near-duplicate step uses too.
 1. **Signatures** (:mod:`transforms.dedup.minhash`): documents are batched and
    signed per batch (vectorised shingling, compiled permutation loop).
    Documents with no shingle (no word at all) are never candidates.
-2. **LSH**: each document emits one (band key, id) per band; ``GroupByKey``
+2. **LSH**: each document emits its id and its band keys, one element for all
+   its bands (not one element per band: Beam's per-element work and a hash
+   of the id, 18 times per document); the entries are packed per hash
+   partition, ``GroupByKey``
    gathers the documents that agree on a whole band, and each bucket yields
    its candidate pairs (:func:`transforms.dedup.components.bucket_pairs`),
    deduplicated across bands.
@@ -123,7 +126,7 @@ class JaccardAtLeast:
 
 
 class _Signatures(accounting.CountingDoFn):
-    """Batches of records -> (band key, node) for LSH; (node, payload) per verification mode."""
+    """Batches of records -> (node, [band key, ...]) for LSH; (node, payload) per verification mode."""
 
     def __init__(self, config: NearDedupConfig):
         super().__init__()
@@ -152,8 +155,7 @@ class _Signatures(accounting.CountingDoFn):
             elif self._config.verify == "exact":
                 shingles = np.unique(flat[offsets[i]:offsets[i + 1]]).astype(np.uint32)
                 yield pvalue.TaggedOutput(SIGS, (rid, shingles.tobytes()))
-            for key in minhash.band_keys(sigs[i], self._bands, self._rows):
-                yield key, rid
+            yield rid, minhash.band_keys(sigs[i], self._bands, self._rows)
 
 
 class NearDedup(beam.PTransform):
@@ -179,7 +181,7 @@ class NearDedup(beam.PTransform):
             | "Signatures" >> beam.ParDo(_Signatures(cfg)).with_outputs(
                 accounting.COUNTS, SIGS, main="bands")
         )
-        inputs = {"records": records, "bands": signed.bands}
+        inputs = {"records": records, "record_bands": signed.bands}
         accept = None
         if cfg.verify != "none":
             inputs["payloads"] = signed[SIGS]
