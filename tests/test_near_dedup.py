@@ -405,3 +405,15 @@ def test_batch_shingles_equal_the_per_document_hashes():
             expected = [sh.hashes(t, lang) for t, lang in zip(batch, languages)]
             assert offsets.tolist() == np.cumsum([0] + [len(e) for e in expected]).tolist()
             assert flat.tolist() == np.concatenate(expected).tolist()
+
+
+@pytest.mark.parametrize("bands,rows", [(18, 7), (1, 128), (32, 4), (9, 14)])
+def test_band_keys_of_a_batch_equal_the_keys_of_each_signature(bands, rows):
+    rng = np.random.default_rng(bands)
+    sigs = rng.integers(0, 2**32, size=(40, 128), dtype=np.uint64).astype(np.uint32)
+    sigs[1, rows:2 * rows] = sigs[0, rows:2 * rows]  # one band shared by two documents
+    batch = mh.band_keys_batch(sigs, bands, rows)
+    assert batch == [mh.band_keys(s, bands, rows) for s in sigs]
+    assert all(len(keys) == bands for keys in batch)
+    if bands > 1:
+        assert batch[0][1] == batch[1][1] and batch[0][0] != batch[1][0]

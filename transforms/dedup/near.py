@@ -145,6 +145,7 @@ class _Signatures(accounting.CountingDoFn):
                                              [r.get("language") for r in batch])
         sigs = minhash.signatures(flat, offsets, self._perms)
         self.time("minhash", time.perf_counter() - start, len(batch))
+        keys = minhash.band_keys_batch(sigs, self._bands, self._rows)
         for i, record in enumerate(batch):
             if offsets[i + 1] == offsets[i]:
                 self.count(INFO, "near_dedup.no_shingles")
@@ -155,7 +156,7 @@ class _Signatures(accounting.CountingDoFn):
             elif self._config.verify == "exact":
                 shingles = np.unique(flat[offsets[i]:offsets[i + 1]]).astype(np.uint32)
                 yield pvalue.TaggedOutput(SIGS, (rid, shingles.tobytes()))
-            yield rid, minhash.band_keys(sigs[i], self._bands, self._rows)
+            yield rid, keys[i]
 
 
 class NearDedup(beam.PTransform):
