@@ -417,3 +417,53 @@ def test_band_keys_of_a_batch_equal_the_keys_of_each_signature(bands, rows):
     assert all(len(keys) == bands for keys in batch)
     if bands > 1:
         assert batch[0][1] == batch[1][1] and batch[0][0] != batch[1][0]
+
+
+def _rounds_reference(edges, rounds):
+    """StarRound in plain Python: the edges after ``rounds`` rounds and each round's changes
+    (edges in its input or its output, not both)."""
+    from collections import defaultdict
+
+    current, counts = list(edges), []
+    for _ in range(rounds):
+        nbrs = defaultdict(set)
+        for a, b in current:
+            nbrs[a].add(b)
+            nbrs[b].add(a)
+        smaller = defaultdict(list)
+        for node, ns in nbrs.items():
+            for v, m in components.large_star(node, ns):
+                smaller[v].append(m)
+        new = [e for node, ms in smaller.items() for e in components.small_star(node, ms)]
+        counts.append(len(set(current) ^ set(new)))
+        current = new
+    return sorted(set(current)), counts
+
+
+@pytest.mark.parametrize("graph,rounds", [("chain", 10), ("random", 3), ("random", 1), ("stars", 4)])
+def test_connected_components_count_each_rounds_changes(graph, rounds):
+    """The rounds count their changes inside the next round's grouping (one shuffle fewer per
+    round than StarRound's join): the stars and every round's count (zeros included) are
+    those of the rounds done one by one."""
+    rng = random.Random(len(graph) * 10 + rounds)
+    ids = [f"n{i:03d}" for i in range(60)]
+    if graph == "chain":
+        order = ids[:]
+        rng.shuffle(order)
+        edges = [(max(a, b), min(a, b)) for a, b in zip(order, order[1:])]
+    elif graph == "random":
+        edges = [tuple(sorted(rng.sample(ids, 2), reverse=True)) for _ in range(70)]
+        edges += edges[:5]  # duplicate edges count once
+    else:
+        edges = [(ids[i], ids[0]) for i in range(1, 20)] + [(ids[i], ids[30]) for i in range(31, 50)]
+        edges += [(ids[30], ids[5]), (ids[25], ids[24])]
+    stars, counts = _rounds_reference(edges, rounds)
+    assert sum(counts) > 0
+    with TestPipeline(runner=_runner()) as p:
+        got = p | beam.Create(edges) | components.ConnectedComponents(rounds)
+        # an edge may come out twice (duplicate edges need no Distinct between rounds)
+        assert_that(got["edges"] | beam.Distinct(), equal_to(stars), label="stars")
+        totals = (got[components.accounting.COUNTS] | beam.CombinePerKey(sum)
+                  | beam.Map(lambda kv: (kv[0][1], kv[1])))
+        assert_that(totals, equal_to([(f"near_dedup.round_{i:02d}_changes", n)
+                                      for i, n in enumerate(counts)]), label="changes")
