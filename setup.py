@@ -52,8 +52,9 @@ EXTRAS = {
     # torch: trainer/torch_data.py's IterableDataset with DataLoader workers and gloo ranks
     # (PyPI's Linux wheel brings the CUDA libraries; it runs on CPU without a GPU);
     # datasets and webdataset: the Parquet/JSON Lines and tar shards load in those libraries.
+    # psutil: the scaling benchmark's memory sampler is tested too.
     "test": ["pytest>=8", "hypothesis>=6.100", "pytest-xdist>=3.5", "jax[cpu]==0.10.2",
-             "torch==2.15.0", "datasets==5.2.0", "webdataset==1.0.2"],
+             "torch==2.15.0", "datasets==5.2.0", "webdataset==1.0.2", "psutil>=5.9"],
     # spacy: datatrove's Gopher filters split English words with it.
     "bench": ["datatrove==0.10.1", "spacy>=3.7", "rensa==0.5.0", "psutil>=5.9"],
 }
