@@ -143,6 +143,31 @@ def write_corpus(path: str, target_bytes: int, seed: int = 0) -> Dict[str, int]:
     return counts
 
 
+def _tree_memory(proc, pss: bool) -> int:
+    """The sum of the PSS (``pss``, falling back to RSS where PSS cannot be read) or of
+    the RSS of the process and all its children."""
+    import psutil
+
+    try:
+        root = psutil.Process(proc.pid)
+        procs = [root] + root.children(recursive=True)
+    except psutil.Error:
+        return 0
+    total = 0
+    for p in procs:
+        try:
+            if pss:
+                try:
+                    total += p.memory_full_info().pss
+                    continue
+                except (psutil.AccessDenied, AttributeError):
+                    pass
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
 def _tree_rss(proc) -> int:
     """Memory of the process and all its children: the sum of their proportional set sizes.
 
@@ -151,41 +176,12 @@ def _tree_rss(proc) -> int:
     execs) does not count that process twice, as a sum of RSS would; RSS is
     the fallback where PSS cannot be read.
     """
-    import psutil
-
-    try:
-        root = psutil.Process(proc.pid)
-        procs = [root] + root.children(recursive=True)
-    except psutil.Error:
-        return 0
-    total = 0
-    for p in procs:
-        try:
-            try:
-                total += p.memory_full_info().pss
-            except (psutil.AccessDenied, AttributeError):
-                total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
+    return _tree_memory(proc, pss=True)
 
 
 def _tree_rss_cheap(proc) -> int:
     """The sum of the resident set sizes of the process and its children (``/proc/PID/statm``)."""
-    import psutil
-
-    try:
-        root = psutil.Process(proc.pid)
-        procs = [root] + root.children(recursive=True)
-    except psutil.Error:
-        return 0
-    total = 0
-    for p in procs:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
+    return _tree_memory(proc, pss=False)
 
 
 class _PeakMemory:

@@ -184,20 +184,30 @@ def _one_round(text: str, fix_unicode: bool) -> Tuple[str, bool]:
     if _C0_CONTROLS.search(text):
         text = _C0_CONTROLS.sub("", text)
     text = _whitespace(text)
+    if ascii_only:
+        return text, False
+    return _deep_fixes(text, fix_unicode and _needs_ftfy(text), controls_possible=True)
+
+
+def _deep_fixes(text: str, flagged: bool, controls_possible: bool) -> Tuple[str, bool]:
+    """ftfy on the flagged lines, C1 controls out, NFC; and whether any of it changed the text.
+
+    ``controls_possible=False``: the text had no control character, so only
+    what ftfy wrote needs the search.
+    """
     deep_change = False
-    if not ascii_only:
-        if fix_unicode and _needs_ftfy(text):
-            fixed = _fix_flagged_lines(text)
-            deep_change = fixed != text
-            text = fixed
-        if _CONTROLS.search(text):
-            text = _CONTROLS.sub("", text)
-            deep_change = True
-        if deep_change:
-            text = _whitespace(_LINEBREAKS.sub("\n", text))
-        if not unicodedata.is_normalized("NFC", text):
-            text = unicodedata.normalize("NFC", text)
-            deep_change = True
+    if flagged:
+        fixed = _fix_flagged_lines(text)
+        deep_change = fixed != text
+        text = fixed
+    if (controls_possible or deep_change) and _CONTROLS.search(text):
+        text = _CONTROLS.sub("", text)
+        deep_change = True
+    if deep_change:
+        text = _whitespace(_LINEBREAKS.sub("\n", text))
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+        deep_change = True
     return text, deep_change
 
 
@@ -215,19 +225,7 @@ def _plain_round(text: str, ascii_only: bool, fix_unicode: bool) -> Tuple[str, b
     text = text.strip()
     if ascii_only:
         return text, False
-    deep_change = False
-    if fix_unicode and _is_bad(text):
-        fixed = _fix_flagged_lines(text)
-        deep_change = fixed != text
-        text = fixed
-        if deep_change and _CONTROLS.search(text):
-            text = _CONTROLS.sub("", text)
-        if deep_change:
-            text = _whitespace(_LINEBREAKS.sub("\n", text))
-    if not unicodedata.is_normalized("NFC", text):
-        text = unicodedata.normalize("NFC", text)
-        deep_change = True
-    return text, deep_change
+    return _deep_fixes(text, fix_unicode and _is_bad(text), controls_possible=False)
 
 
 def clean_text(text: str, fix_unicode: bool = True) -> str:
