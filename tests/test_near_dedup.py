@@ -442,9 +442,9 @@ def _rounds_reference(edges, rounds):
 
 @pytest.mark.parametrize("graph,rounds", [("chain", 10), ("random", 3), ("random", 1), ("stars", 4)])
 def test_connected_components_count_each_rounds_changes(graph, rounds):
-    """The rounds count their changes inside the next round's grouping (one shuffle fewer per
-    round than StarRound's join): the stars and every round's count (zeros included) are
-    those of the rounds done one by one."""
+    """The rounds count their changes inside the next round's grouping (two shuffles per
+    round): the stars and every round's count (zeros included) are those of the rounds
+    done one by one in plain Python."""
     rng = random.Random(len(graph) * 10 + rounds)
     ids = [f"n{i:03d}" for i in range(60)]
     if graph == "chain":

@@ -125,11 +125,10 @@ class AudioExactDedup(ExactDedup):
 
 
 def band_keys(record: dict, bands: int = BANDS):
-    """``((band, 8 bits of the hash), node)`` for each band of the record's fingerprint."""
+    """``(node, [(band, 8 bits of the hash), ...])``: the record's node and a key per band of its fingerprint."""
     h = record["fingerprint"]
     node = transcribed_first(record)
-    for i in range(bands):
-        yield (i, (h >> (8 * i)) & 0xFF), node
+    return node, [(i, (h >> (8 * i)) & 0xFF) for i in range(bands)]
 
 
 class AudioNearDedup(beam.PTransform):
@@ -145,7 +144,7 @@ class AudioNearDedup(beam.PTransform):
     def expand(self, records):
         inputs = {
             "records": records,
-            "bands": records | "BandKeys" >> beam.FlatMap(band_keys),
+            "record_bands": records | "BandKeys" >> beam.Map(band_keys),
             "payloads": records | "NodeHash" >> beam.Map(
                 lambda r: (transcribed_first(r), r["fingerprint"])),
         }

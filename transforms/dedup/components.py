@@ -311,53 +311,6 @@ class VerifyPairs(beam.PTransform):
         return {"edges": verified.edges, accounting.COUNTS: verified[accounting.COUNTS]}
 
 
-def _both_directions(edge):
-    a, b = edge
-    yield a, b
-    yield b, a
-
-
-def _changed(kv):
-    """An edge present before the round or after it, not both."""
-    grouped = kv[1]
-    return not (grouped["before"] and grouped["after"])
-
-
-class StarRound(beam.PTransform):
-    """One large-star + small-star round: edges -> ``(edges, changes)``.
-
-    ``changes`` holds ``((info, near_dedup.round_NN_changes), n)`` counts, one
-    zero included, so a round that changed nothing still reports 0. Duplicate
-    edges need no ``Distinct``: every step groups by a node and works on the set
-    of its neighbours.
-    """
-
-    def __init__(self, index: int):
-        super().__init__()
-        self._index = index
-
-    def expand(self, edges):
-        key = (INFO, f"{COUNTER}.round_{self._index:02d}_changes")
-        small = (
-            edges
-            | "Undirected" >> beam.FlatMap(_both_directions)
-            | "GroupLarge" >> beam.GroupByKey()
-            | "LargeStar" >> beam.FlatMap(lambda kv: large_star(kv[0], kv[1]))
-            | "GroupSmall" >> beam.GroupByKey()
-            | "SmallStar" >> beam.FlatMap(lambda kv: small_star(kv[0], kv[1]))
-        )
-        changed = (
-            {"before": edges | "KeyBefore" >> beam.Map(lambda e: (e, None)),
-             "after": small | "KeyAfter" >> beam.Map(lambda e: (e, None))}
-            | "Diff" >> beam.CoGroupByKey()
-            | "Changed" >> beam.Filter(_changed)
-            | "OnePerChange" >> beam.Map(lambda _: (key, 1))
-        )
-        zero = edges.pipeline | "ZeroChanges" >> beam.Create([(key, 0)])  # a round with none
-        changes = (changed, zero) | "RoundChanges" >> beam.Flatten()
-        return small, changes
-
-
 CHANGES = "changes"  # the side output of a round's changes
 
 
@@ -381,7 +334,7 @@ def _edge_changes(node_items) -> int:
     """The edges starting at this node present in one of two rounds and not the other.
 
     ``f`` items are this round's edges from the node, ``p`` the previous round's:
-    summed over the nodes, the edges :class:`StarRound` counts as changed.
+    summed over the nodes, the edges in one round's input or output, not both.
     """
     after, before = set(), set()
     for tag, v in node_items:
@@ -410,7 +363,7 @@ class _LargeStarFn(beam.DoFn):
 
 
 class _CountedRound(beam.PTransform):
-    """:class:`StarRound` without a shuffle of its own to count changes.
+    """A star round (:class:`StarRound`) without a shuffle of its own to count changes.
 
     The large star's grouping by node also receives the previous round's edges
     (``previous``), tagged, and counts the edges that changed between that round's
@@ -445,7 +398,8 @@ class _CountedRound(beam.PTransform):
 
 
 class _LastRoundChanges(beam.PTransform):
-    """The last round's changes: its output and input edges grouped by the node they start from."""
+    """A round's changes from its output (the input here) and its input edges (``previous``),
+    grouped by the node they start from: for the last round, or a round on its own."""
 
     def __init__(self, index: int, previous):
         super().__init__()
@@ -464,12 +418,34 @@ class _LastRoundChanges(beam.PTransform):
         )
 
 
+class StarRound(beam.PTransform):
+    """One large-star + small-star round: edges -> ``(edges, changes)``.
+
+    ``changes`` holds ``((info, near_dedup.round_NN_changes), n)`` counts (the
+    edges in the round's input or its output, not both), one zero included,
+    so a round that changed nothing still reports 0. Duplicate edges need no
+    ``Distinct``: every step groups by a node and works on the set of its
+    neighbours. :class:`ConnectedComponents` chains the same rounds, counting
+    each round's changes in the next one's grouping.
+    """
+
+    def __init__(self, index: int):
+        super().__init__()
+        self._index = index
+
+    def expand(self, edges):
+        small, _ = edges | "Round" >> _CountedRound(self._index)
+        zero = edges.pipeline | "ZeroChanges" >> beam.Create([(_round_key(self._index), 0)])
+        changed = small | "Changes" >> _LastRoundChanges(self._index, edges)
+        return small, (changed, zero) | "RoundChanges" >> beam.Flatten()
+
+
 class ConnectedComponents(beam.PTransform):
     """Edges -> stars ``(child, root)`` after ``max_rounds`` star rounds.
 
     Each round is :class:`StarRound`'s large star and small star; the changes
-    a round made (``info.near_dedup.round_NN_changes``, the same numbers as
-    :class:`StarRound` counts, a zero included) are counted by the next round's
+    a round made (``info.near_dedup.round_NN_changes``, a zero included) are
+    counted by the next round's
     large-star grouping, and the last round's by one grouping of its own
     (:class:`_CountedRound`): two shuffles per round and one more, instead of
     three per round.

@@ -102,11 +102,10 @@ class ImageExactDedup(ExactDedup):
 
 
 def band_keys(record: dict, bands: int = BANDS):
-    """``((band, 16 bits of the hash), node)`` for each band of the record's hash."""
+    """``(node, [(band, 16 bits of the hash), ...])``: the record's node and a key per band of its hash."""
     h = record[PHASH]
     node = accounting.node_id(record)
-    for i in range(bands):
-        yield (i, (h >> (16 * i)) & 0xFFFF), node
+    return node, [(i, (h >> (16 * i)) & 0xFFFF) for i in range(bands)]
 
 
 class ImageNearDedup(beam.PTransform):
@@ -126,7 +125,7 @@ class ImageNearDedup(beam.PTransform):
     def expand(self, records):
         inputs = {
             "records": records,
-            "bands": records | "BandKeys" >> beam.FlatMap(band_keys),
+            "record_bands": records | "BandKeys" >> beam.Map(band_keys),
             "payloads": records | "NodeHash" >> beam.Map(lambda r: (accounting.node_id(r), r[PHASH])),
         }
         removed = inputs | "Components" >> RemoveNearDuplicates(
