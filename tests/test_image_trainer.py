@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -300,11 +301,23 @@ def _command(data_dir, model_dir, *extra):
             *map(str, extra)]
 
 
-def _train(data_dir, model_dir, *extra):
-    # The timeout only guards against a hang: on this shared 2-core machine a CI run has
-    # taken 32 s for the JAX backend's first 10 steps and was still in its third of four epochs at 300 s.
-    return subprocess.run(_command(data_dir, model_dir, *extra), cwd=ROOT,
-                          capture_output=True, text=True, timeout=900)
+def _train(data_dir, model_dir, *extra, timeout=900, attempts=1):
+    """Run the trainer; the timeout only guards against a hang.
+
+    ``attempts=2`` for the JAX backend: on this 2-core machine its run with two
+    CPU devices has hung outright (the process idle in an eager op of the
+    backward pass, ``jax/_src/dispatch.py apply_primitive``, after some steps;
+    seen in two CI runs), a hang in JAX's CPU runtime, not in the trainer, so a
+    hung run is killed and run once more from a clean model folder.
+    """
+    for attempt in range(attempts):
+        try:
+            return subprocess.run(_command(data_dir, model_dir, *extra), cwd=ROOT,
+                                  capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            if attempt + 1 == attempts:
+                raise
+            shutil.rmtree(model_dir, ignore_errors=True)
 
 
 
@@ -384,7 +397,8 @@ def ip_files(data_dir, split):
 @pytest.mark.slow
 def test_jax_backend_trains_the_classifier(image_data, tmp_path):
     pytest.importorskip("jax")
-    proc = _train(image_data, tmp_path / "m", "--steps", "40", "--backend", "jax")
+    proc = _train(image_data, tmp_path / "m", "--steps", "40", "--backend", "jax",
+                  timeout=420, attempts=2)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert metrics["backend"] == "jax" and metrics["replicas"] == 2 and metrics["steps"] == 40
