@@ -282,6 +282,9 @@ OUTPUT = (
              "and shuffle references, so memory stays bounded (auto: from 64 MiB of input)."),
         Flag("spill_dir", help="Where a local run spills (a fresh directory inside, removed "
              "at the end; default: the system's temporary directory)."),
+        Flag("spill_compression", default="auto", choices=("auto", "zstd", "none"),
+             help="Compress what a local run spills (auto: only where the spill disk has less "
+             "than 8 times the input free, or the folder is in memory)."),
         Flag("wait_until_finish", boolean, True,
              help="Wait for the job and print its summary (--wait_until_finish=false: submit and "
              "exit; Flex Template launches never wait)."),

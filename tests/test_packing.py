@@ -215,3 +215,62 @@ def test_candidate_pairs_from_per_record_bands():
         got = (p | beam.Create(records)
                | components.CandidatePairs(max_bucket=16, partitions=7, per_record=True))
         assert_that(got["pairs"], equal_to(expected))
+
+
+def test_a_record_read_back_from_a_spill_is_not_written_again(spill_dir):
+    values = [_prose(i) for i in range(30)]
+    refs = [pack(v, spill=True) for v in values]
+    (path,) = spill_dir.iterdir()
+    size = path.stat().st_size
+    back = [unpack(r) for r in refs]
+    # the same objects, unchanged, packed again: their references, nothing written
+    assert [pack(v, spill=True) for v in back] == refs
+    assert path.stat().st_size == size
+    # a changed copy (Beam's rule: a step copies a record to change it) is written anew
+    changed = dict(unpack(refs[0]), text=_prose(99)["text"])
+    ref = pack(changed, spill=True)
+    assert ref != refs[0] and unpack(ref) == changed and path.stat().st_size > size
+    # an equal but distinct object, or one not asked to spill, is packed as ever
+    assert pack(dict(values[1]), spill=True) != refs[1]
+    again = unpack(refs[2])
+    assert pack(again)[:1] == b"\x02" and pack(again, spill=True) == refs[2]
+
+
+def test_what_is_remembered_is_bounded_and_tied_to_its_run(spill_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(packing, "_REMEMBERED", 10)
+    refs = [pack(_prose(i), spill=True) for i in range(25)]
+    back = [unpack(r) for r in refs]
+    table = packing._remembered()
+    assert len(table) == 10 and all(table[id(v)][0] is v for v in back[-10:])
+    assert pack(back[0], spill=True) != refs[0]  # forgotten: written again, still equal
+    assert unpack(pack(back[0], spill=True)) == back[0]
+    monkeypatch.setattr(packing, "_REMEMBERED_BYTES", 3 * len(packing._decode(
+        packing._spill(str(spill_dir)).read(*packing._REF_TAIL.unpack(refs[0][1:])))))
+    for r in refs[:5]:
+        unpack(r)
+    assert len(table) <= 3 and table.size <= packing._REMEMBERED_BYTES
+    # another run's directory: a remembered record is written to the new one
+    last = unpack(refs[-1])
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.setenv(packing.SPILL_ENV, str(other))
+    ref = pack(last, spill=True)
+    assert ref != refs[-1] and unpack(ref) == last and list(other.iterdir())
+    packing.release(str(other))
+    packing.release(str(spill_dir))
+    assert not any(entry[2] == str(spill_dir) for entry in table.values())
+
+
+def test_spills_are_compressed_only_where_asked(spill_dir, monkeypatch):
+    value = _prose(7)
+    monkeypatch.setenv(packing.SPILL_COMPRESS_ENV, "0")
+    raw = pack(value, spill=True)
+    monkeypatch.setenv(packing.SPILL_COMPRESS_ENV, "1")
+    small = pack(value, spill=True)
+    monkeypatch.delenv(packing.SPILL_COMPRESS_ENV)
+    default = pack(value, spill=True)
+    lengths = [packing._REF_TAIL.unpack(r[1:])[2] for r in (raw, small, default)]
+    assert lengths[0] == len(pack(value, compress=False)) > lengths[1] == lengths[2]
+    assert unpack(raw) == unpack(small) == unpack(default) == value
+    monkeypatch.setenv(packing.SPILL_COMPRESS_ENV, "0")
+    assert pack(value)[:1] == b"\x02"  # values that travel inline are still compressed

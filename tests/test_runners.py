@@ -1,6 +1,7 @@
 """Beyond one machine: packaging, Runner API translation, the portable path, templates."""
 
 import ast
+import contextlib
 import glob
 import hashlib
 import json
@@ -455,3 +456,51 @@ def test_a_spill_folder_in_memory_is_named_in_a_warning(tmp_path, monkeypatch, c
             pass
     warned = [r.getMessage() for r in caplog.records if "spill folder" in r.getMessage()]
     assert len(warned) == 1 and "tmpfs" in warned[0] and "--spill_dir" in warned[0]
+
+
+def test_spills_are_compressed_only_where_the_disk_is_short_or_in_memory(tmp_path, monkeypatch):
+    from beam_pipelines import runner
+    from transforms import packing
+
+    class Stat:
+        f_frsize = 4096
+        f_bavail = (10 << 30) // 4096  # 10 GiB free
+
+    monkeypatch.setattr(runner.os, "statvfs", lambda path: Stat)
+    gib = 1 << 30
+    assert not runner.compress_spills(str(tmp_path), gib)  # room for 8 times the input
+    assert runner.compress_spills(str(tmp_path), 2 * gib)
+    assert runner.compress_spills(str(tmp_path), gib, in_memory=True)
+    assert runner.compress_spills(str(tmp_path), 0, "zstd")
+    assert not runner.compress_spills(str(tmp_path), 100 * gib, "none")
+    with pytest.raises(ValueError, match="spill_compression"):
+        runner.compress_spills(str(tmp_path), 0, "lz4")
+    before = os.environ.get(packing.SPILL_COMPRESS_ENV)
+    with runner.spill_to(str(tmp_path), gib):
+        assert os.environ[packing.SPILL_COMPRESS_ENV] == "0"
+    with runner.spill_to(str(tmp_path), 2 * gib, "auto"):
+        assert os.environ[packing.SPILL_COMPRESS_ENV] == "1"
+    with runner.spill_to(str(tmp_path), 2 * gib, "none"):
+        assert os.environ[packing.SPILL_COMPRESS_ENV] == "0"
+    assert os.environ.get(packing.SPILL_COMPRESS_ENV) == before
+
+
+def test_the_spill_compression_flag_reaches_the_spill(tmp_path, monkeypatch):
+    from beam_pipelines import runner
+    from transforms import packing
+
+    seen = []
+    real = runner.spill_to
+
+    @contextlib.contextmanager
+    def spying(root, input_bytes=0, compression="auto"):
+        with real(root, input_bytes, compression) as directory:
+            seen.append((compression, os.environ[packing.SPILL_COMPRESS_ENV]))
+            yield directory
+
+    monkeypatch.setattr(runner, "spill_to", spying)
+    options = PipelineOptions(["--spill", "always", "--spill_dir", str(tmp_path),
+                               "--spill_compression", "zstd"])
+    with runner.prepare_options(options, 1 << 20):
+        pass
+    assert seen == [("zstd", "1")]
