@@ -51,7 +51,7 @@ PARALLEL_INPUT_BYTES = 64 << 20
 # --spill_compression auto: uncompressed spills where the disk has this many times the
 # input free. A text run spills each surviving record twice (for the dedup joins, then
 # batched for the tokenizer) and each example once: 0.91 GB at most for a 300 MB corpus
-# uncompressed, measured with du every second (0.71 GB compressed).
+# uncompressed, measured with du every second (0.55 GB compressed).
 SPILL_ROOM = 8
 
 
