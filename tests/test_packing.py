@@ -244,11 +244,22 @@ def test_what_is_remembered_is_bounded_and_tied_to_its_run(spill_dir, tmp_path, 
     assert len(table) == 10 and all(table[id(v)][0] is v for v in back[-10:])
     assert pack(back[0], spill=True) != refs[0]  # forgotten: written again, still equal
     assert unpack(pack(back[0], spill=True)) == back[0]
-    monkeypatch.setattr(packing, "_REMEMBERED_BYTES", 3 * len(packing._decode(
-        packing._spill(str(spill_dir)).read(*packing._REF_TAIL.unpack(refs[0][1:])))))
+    encoded = len(pack(_prose(0), compress=False)) - 1  # without the tag byte
+    monkeypatch.setattr(packing, "_REMEMBERED_BYTES", 3 * encoded)
     for r in refs[:5]:
         unpack(r)
-    assert len(table) <= 3 and table.size <= packing._REMEMBERED_BYTES
+    assert 2 <= len(table) <= 3 and table.size <= packing._REMEMBERED_BYTES
+    # a record that compressed well is counted at what it holds, not what it took on disk
+    monkeypatch.setattr(packing, "_REMEMBERED_BYTES", 16 << 20)
+    monkeypatch.setenv(packing.SPILL_COMPRESS_ENV, "1")
+    big = {"id": "big", "text": (_prose(1)["text"] + "\n") * 2500}  # 4.5 MB of repeats
+    ref = pack(big, spill=True)
+    assert ref[:1] == b"\x03" and packing._REF_TAIL.unpack(ref[1:])[2] < (4 << 20) // 10
+    for _ in range(5):
+        unpack(ref)
+    held = (16 << 20) // (len(pack(big, compress=False)) - 1)
+    assert held < 5 and table.size <= 16 << 20
+    assert sum(1 for e in table.values() if e[0] == big) == held
     # another run's directory: a remembered record is written to the new one
     last = unpack(refs[-1])
     other = tmp_path / "other"
@@ -274,3 +285,32 @@ def test_spills_are_compressed_only_where_asked(spill_dir, monkeypatch):
     assert unpack(raw) == unpack(small) == unpack(default) == value
     monkeypatch.setenv(packing.SPILL_COMPRESS_ENV, "0")
     assert pack(value)[:1] == b"\x02"  # values that travel inline are still compressed
+
+
+def test_a_process_that_finds_the_disk_short_compresses_from_then_on(spill_dir, monkeypatch):
+    monkeypatch.setenv(packing.SPILL_COMPRESS_ENV, "0")
+    monkeypatch.setattr(packing, "DISK_CHECK_BYTES", 4096)
+    free = {"bytes": 100 << 30}
+
+    class Stat:
+        f_frsize = 1
+
+        @property
+        def f_bavail(self):
+            return free["bytes"]
+
+    looked = []
+    monkeypatch.setattr(packing.os, "statvfs", lambda path: looked.append(path) or Stat())
+    length = lambda ref: packing._REF_TAIL.unpack(ref[1:])[2]  # noqa: E731
+    value = _prose(5)
+    raw = len(pack(value, compress=False))
+    refs = [pack(_prose(i), spill=True) for i in range(20)]
+    assert looked and all(length(r) >= raw * 0.9 for r in refs)  # room: written as encoded
+    free["bytes"] = 900 << 20  # under 1 GiB left
+    refs += [pack(_prose(i), spill=True) for i in range(20, 40)]
+    after = pack(value, spill=True)
+    assert length(after) < raw * 0.8 and unpack(after) == value
+    assert [unpack(r) for r in refs] == [_prose(i) for i in range(40)]
+    free["bytes"] = 100 << 30
+    assert not packing._disk_short(str(spill_dir), 10 << 30)
+    assert packing._disk_short(str(spill_dir), 60 << 30)  # less than twice the spill left

@@ -36,8 +36,11 @@ values travel inline, as before; the outputs are the same bytes either way.
 against 6 and 6 uncompressed):
 a tenth of a whole text run's CPU, spent to save disk that is only borrowed
 until the run ends. So spilled values are compressed only where the launcher
-says the disk is short (:data:`SPILL_COMPRESS_ENV`, ``--spill_compression``);
-values that travel inline are compressed as before.
+says the disk is short (:data:`SPILL_COMPRESS_ENV`, ``--spill_compression``),
+or where a process finds, looking every :data:`DISK_CHECK_BYTES` it writes,
+that the disk has less than twice what it has spilled (or 1 GiB) left: the
+launcher's guess from the input's size misses compressed inputs and other
+writers to the same disk. Values that travel inline are compressed as before.
 
 **A record spilled once.** A record read back from a spill (``unpack`` of a
 reference) and handed, unchanged, to ``pack(..., spill=True)`` later in the
@@ -67,9 +70,13 @@ SPILL_ENV = "BEAMTRAIN_SPILL_DIR"
 # encoded. Unset: compressed.
 SPILL_COMPRESS_ENV = "BEAMTRAIN_SPILL_COMPRESS"
 # Records read back from a spill that a later pack of the same object may reuse, per
-# thread: at most this many, holding at most this many spilled bytes (image records are large).
+# thread: at most this many, holding at most this many bytes of encoded records (image
+# records are large; a record that compressed well is counted at its full size).
 _REMEMBERED = 4096
 _REMEMBERED_BYTES = 16 << 20
+# Each process looks at the spill disk's free space every this many bytes it spills.
+DISK_CHECK_BYTES = 64 << 20
+_DISK_FLOOR = 1 << 30
 # Packed values shorter than this stay inline: a reference is 21 bytes, and a
 # read costs a system call.
 SPILL_MIN = 256
@@ -104,12 +111,20 @@ def spill_directory() -> Optional[str]:
     return os.environ.get(SPILL_ENV) or None
 
 
-def _compress_spills() -> bool:
-    return os.environ.get(SPILL_COMPRESS_ENV, "1") != "0"
+def _compress_spills(directory: str) -> bool:
+    return os.environ.get(SPILL_COMPRESS_ENV, "1") != "0" or _spill(directory).short
+
+
+def _disk_short(directory: str, spilled: int) -> bool:
+    try:
+        stat = os.statvfs(directory)
+    except (AttributeError, OSError):  # cannot tell: save the disk
+        return True
+    return stat.f_bavail * stat.f_frsize < max(_DISK_FLOOR, 2 * spilled)
 
 
 class _Remembered(dict):
-    """id(record) -> (record, its reference, spill directory, spilled bytes), oldest first."""
+    """id(record) -> (record, its reference, spill directory, encoded bytes), oldest first."""
 
     def __init__(self):
         super().__init__()
@@ -152,6 +167,8 @@ class _Spill:
         self.lock = threading.Lock()
         self.token = os.urandom(8)
         self.size = 0
+        self.checked = 0  # self.size when the disk's free space was last looked at
+        self.short = False  # the disk ran short: compress from now on
         self.fd = -1  # opened on the first write
         self.readers: Dict[bytes, int] = {}
 
@@ -168,6 +185,9 @@ class _Spill:
             while view:
                 view = view[os.write(self.fd, view):]
             self.size += len(blob)
+            if not self.short and self.size - self.checked >= DISK_CHECK_BYTES:
+                self.checked = self.size
+                self.short = _disk_short(self.directory, self.size)
         return _REF + _REF_TAIL.pack(self.token, offset, len(blob))
 
     def read(self, token: bytes, offset: int, length: int) -> bytes:
@@ -228,7 +248,7 @@ def pack(value: Any, compress: bool = True, spill: bool = False) -> bytes:
             ref = _reference_of(value, directory, table)
             if ref is not None:
                 return ref
-        compress = compress and _compress_spills()
+        compress = compress and _compress_spills(directory)
     raw = _coder().encode(value)
     blob = None
     if compress and len(raw) >= _MIN_COMPRESS:
@@ -249,18 +269,20 @@ def unpack(blob: bytes) -> Any:
         directory = spill_directory()
         if directory is None or len(body) != _REF_TAIL.size:
             raise ValueError("a spilled value read where the run has no spill directory")
-        token, offset, length = _REF_TAIL.unpack(body)
-        value = _decode(_spill(directory).read(token, offset, length))
+        value, size = _decode(_spill(directory).read(*_REF_TAIL.unpack(body)))
         if type(value) is dict:
-            _remember(value, bytes(blob), directory, length)
+            _remember(value, bytes(blob), directory, size)
         return value
-    return _decode(blob)
+    return _decode(blob)[0]
 
 
-def _decode(blob: bytes) -> Any:
+def _decode(blob: bytes) -> Tuple[Any, int]:
+    """The value and the size of its encoding (decompressed: what it holds, not what it took)."""
     tag, body = blob[:1], memoryview(blob)[1:]
     if tag == _ZSTD:
-        return _coder().decode(_zstd()[1].decompress(body))
-    if tag == _RAW:
-        return _coder().decode(bytes(body))
-    raise ValueError(f"not a packed value (tag {tag!r})")
+        raw = _zstd()[1].decompress(body)
+    elif tag == _RAW:
+        raw = bytes(body)
+    else:
+        raise ValueError(f"not a packed value (tag {tag!r})")
+    return _coder().decode(raw), len(raw)
