@@ -71,6 +71,12 @@ def build_pipeline(p: beam.Pipeline, config: TextConfig) -> None:
         deduped = records | "ExactDedup" >> ExactDedup()
         records = deduped.records
         parts.add(deduped[accounting.COUNTS])
+        if "tokenize" in config.steps and not config.tokenizer.model:
+            # the tokenizer's sample is drawn here, scrubbed as the PII step would scrub it,
+            # so that its training runs beside near dedup and PII (transforms.text.tokenize)
+            parts.tokenizer = records | "TrainTokenizer" >> TrainTokenizer(
+                config.tokenizer.stage(), out,
+                pii=config.pii.stage() if "pii" in config.steps else None)
         near = config.near_dedup
         if near:
             removed = records | "NearDedup" >> NearDedup(near.stage())
@@ -91,7 +97,7 @@ def build_pipeline(p: beam.Pipeline, config: TextConfig) -> None:
         tokenizer = config.tokenizer
         if tokenizer.model:
             parts.tokenizer = p | "LoadTokenizer" >> LoadTokenizer(tokenizer.model, out)
-        else:
+        elif parts.tokenizer is None:
             parts.tokenizer = records | "TrainTokenizer" >> TrainTokenizer(tokenizer.stage(), out)
         encoded = records | "Tokenize" >> Encode(parts.tokenizer, tokenizer.stage())
         records = encoded.records

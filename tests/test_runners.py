@@ -403,15 +403,24 @@ def test_the_spill_directory_is_fresh_and_only_it_is_removed(tmp_path):
     assert os.environ.get(packing.SPILL_ENV) == before
 
 
-def test_a_spilling_run_writes_the_same_bytes_and_leaves_nothing_behind(tmp_path):
+def test_a_spilling_run_writes_the_same_bytes_and_leaves_nothing_behind(tmp_path, monkeypatch):
     from transforms import packing
+    from transforms.text import tokenize
 
+    started = []
+    beside = tokenize.start_training
+    monkeypatch.setattr(tokenize, "start_training", lambda *a: started.append(a) or beside(*a))
     inp = small_corpus(tmp_path)
     spill = tmp_path / "spill"
     args = ["--vocab_size", "600", "--num_shards", "2"]
     inline = run_text([str(inp / "*.jsonl")], tmp_path / "inline", *args, "--spill", "never")
+    assert started == []  # no shared spill folder: trained in the step
     spilled = run_text([str(inp / "*.jsonl")], tmp_path / "spilled", *args, "--spill", "always",
                        "--spill_dir", str(spill))
+    assert len(started) == 1  # trained beside the run, in a process of its own
+    for name in ("spm.model", "spm.vocab"):
+        assert (tmp_path / "spilled" / "tokenizer" / name).read_bytes() == \
+            (tmp_path / "inline" / "tokenizer" / name).read_bytes()
     assert_accounting(spilled, tmp_path / "spilled")
     for key in ("records_out", "filtered", "duplicates", "pii", "near_dedup"):
         assert spilled[key] == inline[key], key

@@ -183,3 +183,37 @@ def test_everything_filtered_completes_with_empty_splits_only_when_allowed(tmp_p
     assert sorted(os.listdir(out / "data")) == ["train-00000-of-00001.tfrecord",
                                                 "validation-00000-of-00001.tfrecord"]
     assert json.loads((out / "manifest.json").read_text())["tokenizer"] is None
+
+
+def test_pii_never_reaches_the_tokenizer_though_its_sample_is_drawn_before_the_pii_step(
+        tmp_path, monkeypatch):
+    """The tokenizer's sample comes from exact dedup's survivors (so that training runs
+    beside near dedup and PII); each sampled text is scrubbed first, as the PII step
+    scrubs that record."""
+    from transforms.text import tokenizer_core
+
+    trained_on = []
+    train = tokenizer_core.train_sentencepiece
+    monkeypatch.setattr(tokenizer_core, "train_sentencepiece",
+                        lambda docs, config: trained_on.extend(docs) or train(docs, config))
+    inp = small_corpus(tmp_path)
+    for name in ("a.jsonl", "b.jsonl"):
+        lines = []
+        for i, line in enumerate((inp / name).read_text().splitlines()):
+            record = json.loads(line)
+            record["text"] += (f"\nMail quentin.zylberstein@hollowmere-example.com about item {i}."
+                               f"\nThe token ghp_Zk4qW9xVt2LmR8sNcY6pJd3HfB7gTa1EuK5o is not for "
+                               f"sharing, nor is the number +1 415 555 0199.")
+            lines.append(json.dumps(record))
+        (inp / name).write_text("\n".join(lines) + "\n")
+    stats = run_text([str(inp / "*.jsonl")], tmp_path / "out", "--vocab_size", "1000",
+                     "--pii_mode", "mask")
+    assert min(stats["pii"][kind] for kind in ("EMAIL", "SECRET", "PHONE")) >= stats["records_out"] > 50
+    # every survivor of exact dedup (the sample holds up to 20,000), near duplicates too
+    assert len(trained_on) == stats["records_out"] + stats["duplicates"]["near"]
+    masked = sum(doc.count("[REDACTED]") for doc in trained_on)
+    assert masked >= 3 * len(trained_on)
+    for secret in ("zylberstein", "hollowmere", "ghp_Zk4q", "555 0199"):
+        assert not any(secret in doc for doc in trained_on), secret
+    vocab = (tmp_path / "out" / "tokenizer" / "spm.vocab").read_text().lower()
+    assert "zylberstein" not in vocab and "hollowmere" not in vocab

@@ -66,6 +66,104 @@ def test_the_training_sample_is_the_smallest_hashes_whatever_the_bundles():
             assert list(fn.process(r) or []) == []
         emitted += [wv.value[1] for wv in fn.finish_bundle()]
         assert all(wv is not None for wv in emitted)
-    expected = sorted((accounting.stable_hash64(r["id"]), r["text"][:8]) for r in records)[:40]
+    expected = sorted((accounting.stable_hash64(r["id"]), r["text"][:8], r["id"]) for r in records)[:40]
     assert heapq.nsmallest(40, emitted) == expected
     assert len(emitted) == 40 + 1 + 40  # each bundle sends at most n, one by one
+
+
+def _sample(docs, ids=None):
+    from transforms import accounting
+
+    ids = ids or [f"doc{i}" for i in range(len(docs))]
+    return [(accounting.stable_hash64(key), text, key) for key, text in zip(ids, docs)]
+
+
+def test_sampled_texts_are_scrubbed_as_the_pii_step_scrubs_them_then_cut():
+    from transforms.text.pii import PiiConfig, PiiScrubber
+    from transforms.text.tokenize import sample_docs
+
+    docs = ["Hello there, mail me at jane.doe@example.com please, or call later today.",
+            "Nothing to hide in this one, just words that run past the cut."]
+    cfg = TokenizerConfig(max_chars_per_doc=30)
+    plain = sample_docs(_sample(docs), cfg)
+    assert sorted(plain) == sorted(d[:30] for d in docs)  # cut only
+    assert any("jane.d" in d for d in plain)  # the cut falls inside the address
+
+    pii = PiiConfig(mode="pseudonym", salt="s3cret")
+    scrubbed = sample_docs(_sample(docs), cfg, pii)
+    assert not any("jane" in d or "example.com" in d for d in scrubbed)
+    # the address is replaced whole, by the pseudonym the PII step gives that record
+    full, _ = PiiScrubber(pii).scrub(docs[0], doc_key="doc0")
+    mailed = [d for d in scrubbed if d.startswith("Hello there")][0]
+    assert mailed.startswith("Hello there, mail me at ") and full.startswith(mailed)
+    assert len(mailed) > 30  # the pseudonym that runs past the cut is kept whole
+    # hash order, whatever order the rows arrive in
+    assert sample_docs(list(reversed(_sample(docs))), cfg, pii) == scrubbed
+
+
+def test_training_beside_the_run_gives_the_same_model_and_files(tmp_path):
+    from transforms.text.pii import PiiConfig
+    from transforms.text.tokenize import resolve_model
+    from transforms.text.tokenizer_core import PENDING, start_training, train_job
+
+    docs = [d + " Write to someone%d@example.org." % i for i, d in enumerate(DOCS)]
+    cfg = TokenizerConfig(vocab_size=400)
+    pii = PiiConfig(mode="pseudonym", salt="s3cret", phone_regions=("US",))
+    here = train_job(_sample(docs), cfg, str(tmp_path / "here"), pii)
+    pending = start_training(_sample(docs), cfg, str(tmp_path / "beside"), pii, str(tmp_path))
+    assert set(pending) == {PENDING, "pid"}
+    assert resolve_model(pending) == here
+    assert resolve_model(dict(pending)) == here  # read once, then remembered
+    for name in ("spm.model", "spm.vocab"):
+        assert (tmp_path / "beside" / "tokenizer" / name).read_bytes() == \
+            (tmp_path / "here" / "tokenizer" / name).read_bytes()
+    vocab = (tmp_path / "here" / "tokenizer" / "spm.vocab").read_text()
+    assert "example.org" not in vocab and "someone" not in vocab
+
+
+def test_a_training_beside_the_run_that_fails_or_dies_is_a_clear_error(tmp_path, monkeypatch):
+    import sys
+
+    from transforms.text import tokenizer_core
+    from transforms.text.tokenize import TokenizerError, resolve_model
+
+    pending = tokenizer_core.start_training(_sample(["", "  "]), TokenizerConfig(), str(tmp_path / "a"),
+                                            None, str(tmp_path))
+    with pytest.raises(TokenizerError, match="no text survived"):
+        resolve_model(pending)
+    monkeypatch.setattr(tokenizer_core, "TRAIN_COMMAND", (
+        sys.executable, "-c", "import os, signal, sys; sys.stdin.buffer.read(); "
+                              "os.kill(os.getpid(), signal.SIGKILL)"))
+    pending = tokenizer_core.start_training(_sample(DOCS), TokenizerConfig(), str(tmp_path / "b"),
+                                            None, str(tmp_path))
+    with pytest.raises(TokenizerError, match="exit code -9"):
+        resolve_model(pending)
+    # a process that vanished without a word (its starter killed too): no endless wait
+    with pytest.raises(TokenizerError, match="is gone"):
+        resolve_model({tokenizer_core.PENDING: str(tmp_path / "never" / "model"), "pid": 2 ** 22 + 7})
+
+
+def test_encoders_set_batches_aside_until_the_model_is_there(tmp_path):
+    from apache_beam.pvalue import TaggedOutput
+
+    from transforms.packing import pack
+    from transforms.text.tokenize import _EncodeDoFn
+    from transforms.text.tokenizer_core import PENDING
+
+    model = train_sentencepiece(DOCS, TokenizerConfig(vocab_size=400))
+    sp = spm.SentencePieceProcessor(model_proto=model)
+    batch = [{"id": "a", "text": "the quick brown fox"}, {"id": "b", "text": "lazy dog 42"}]
+    path = tmp_path / "model"
+    pending = {PENDING: str(path)}
+
+    fn = _EncodeDoFn(add_eos=True)
+    fn.start_bundle()
+    assert list(fn.process(pack(batch), pending) or []) == []  # set aside: no model yet
+    path.write_bytes(model)
+    out = [o for o in fn.finish_bundle() if not isinstance(o, TaggedOutput)]
+    assert [wv.value["input_ids"] for wv in out] == [sp.encode(r["text"]) + [EOS_ID] for r in batch]
+
+    fn.start_bundle()  # a model that is there: encoded at once
+    now = list(fn.process(pack(batch), model))
+    assert [r["id"] for r in now] == ["a", "b"]
+    assert [o for o in fn.finish_bundle() if not isinstance(o, TaggedOutput)] == []

@@ -4,243 +4,92 @@ Training sample: the ``sample_docs`` records with the smallest hash of their
 id (a deterministic sample whatever the order records arrive in; ties by
 text), each cut to ``max_chars_per_doc``, split into lines, in hash order.
 Each bundle keeps its own smallest and emits them one by one, so no single
-element holds the sample (see :class:`_LocalSmallest`). The trainer runs a
-fixed :data:`TRAIN_THREADS` threads, whatever the machine: SentencePiece
-splits the sentences between its threads and sums their counts in thread
-order, so the same sample gives the same model bytes for a given thread count
-(and different bytes for another). The model is written to ``DIR/tokenizer/spm.model`` (and a
-human-readable ``spm.vocab``) and passed to the encoders as a side input.
+element holds the sample (see :class:`_LocalSmallest`). The text pipeline
+draws it from the records leaving exact dedup, before near dedup and PII, so
+that the training can run beside those steps: each sampled text is scrubbed
+as the PII step scrubs that record (:func:`sample_docs`), so no PII reaches
+the vocabulary; a record that near dedup or the PII step's ``drop_above``
+removes later may be in the sample.
+
+The trainer runs a fixed :data:`TRAIN_THREADS` threads, whatever the machine:
+SentencePiece splits the sentences between its threads and sums their counts
+in thread order, so the same sample gives the same model bytes for a given
+thread count (and different bytes for another). The model is written to
+``DIR/tokenizer/spm.model`` (and a human-readable ``spm.vocab``) and passed to
+the encoders as a side input.
+
+Training beside the pipeline: on a local engine (this run's processes share a
+spill folder, :mod:`transforms.packing`) the trainer runs in a process of its
+own (``python -m transforms.text.tokenizer_core``) and the step's side input
+is a pending model, which the encoders and the run's end wait for
+(:func:`resolve_model`). Beam's local engine runs one stage at a time, so a
+training in a stage of its own (seconds to minutes, on :data:`TRAIN_THREADS`
+cores) would leave the other cores idle. Beside the pipeline it runs while
+the PII stage does: the engine fuses the encoders into that stage, and they
+set their batches (spill references) aside until the model is there, then
+encode them at the end of the bundle. The same sample gives the same model
+bytes either way.
 
 Special ids are fixed: pad=0, unk=1, bos=2, eos=3. The normalization rule is
 ``identity`` (the clean step already applied NFC) and byte fallback is on, so
 encoding never loses text: ``decode(encode(x)) == x``. Each document's ids end
 with eos when ``add_eos`` is set.
 
-Layout (as for every text stage; the rule is in :mod:`transforms.text.pii_step`):
-the pure core first, which never uses Beam, and its thin Beam wrapper last,
-under ``# Beam``.
+Layout (the rule is in :mod:`transforms.text.pii_step`): the pure core is
+:mod:`transforms.text.tokenizer_core` (the training process imports it without
+Beam); this module is its Beam wrapper, and still offers the core's names.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
-import io
-import re
-from collections import Counter
-from typing import Iterable, List, Optional, Tuple
+import time
+from typing import Any, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
 from transforms import accounting
-from transforms.packing import pack, unpack
+from transforms.packing import pack, spill_directory, unpack
+from transforms.text.pii import PiiConfig, excerpt_window
+from transforms.text.tokenizer_core import (  # noqa: F401 - the core's names, offered here too
+    BOS_ID, EOS_ID, MIN_VOCAB_SIZE, PAD_ID, PENDING, RESERVED_PIECES, TRAIN_THREADS, UNK_ID,
+    TokenizerConfig, TokenizerError, coverage_for, fit_characters, model_ready, resolve_model,
+    sample_docs, start_training, train_job, train_sentencepiece, vocab_text, write_model)
 
 __all__ = ["TokenizerConfig", "train_sentencepiece", "vocab_text", "TrainTokenizer",
-           "LoadTokenizer", "Encode", "TokenizerError", "fit_characters", "MIN_VOCAB_SIZE", "PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID"]
-
-PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
-# The vocabulary starts with the 4 special ids and the 256 byte-fallback pieces;
-# SentencePiece refuses any vocab_size that leaves no room after them.
-RESERVED_PIECES = 4 + 256
-# SentencePiece's threads: fixed, because the model's bytes depend on the count.
-# Two train the default 20000-document sample in 5.0-5.3 s instead of 7.2 s on
-# this 2-core machine (4 threads: 6.0-6.2 s), and give the same bytes on one core.
-TRAIN_THREADS = 2
-MIN_VOCAB_SIZE = RESERVED_PIECES + 2  # and room for one character and the word boundary
-
-
-class TokenizerError(ValueError):
-    """The tokenizer cannot be trained as asked; the message says what to change."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TokenizerConfig:
-    vocab_size: int = 8000
-    model_type: str = "unigram"
-    # None: follow the language mix (coverage_for): 0.9995 for a sample rich in
-    # Chinese, Japanese or Korean characters, as SentencePiece recommends, else 1.0
-    character_coverage: Optional[float] = None
-    sample_docs: int = 20000
-    max_chars_per_doc: int = 5000  # bounds the sample's memory: sample_docs x this
-    max_sentence_length: int = 16384
-    add_eos: bool = True
-    batch_size: int = 256
-    # None: SentencePiece; "bpe", "wordpiece" or "unigram": train with Hugging Face
-    # tokenizers instead (transforms.text.hf_tokenizer)
-    hf_type: Optional[str] = None
-
-    def __post_init__(self):
-        if self.hf_type is not None:
-            from transforms.text.hf_tokenizer import HF_TYPES
-
-            if self.hf_type not in HF_TYPES:
-                raise ValueError(f"hf_type must be one of {HF_TYPES}, got {self.hf_type!r}")
-        if self.vocab_size < MIN_VOCAB_SIZE:
-            raise ValueError(
-                f"vocab_size must be at least {MIN_VOCAB_SIZE} (4 special ids and 256 byte-fallback "
-                f"pieces come first), got {self.vocab_size}")
-        if self.model_type not in ("unigram", "bpe", "char", "word"):
-            raise ValueError(f"unknown SentencePiece model_type {self.model_type!r}")
-        if self.sample_docs <= 0:
-            raise ValueError(f"sample_docs must be positive, got {self.sample_docs}")
-
-
-def _sentences(docs: Iterable[str], max_len: int) -> Iterable[str]:
-    for doc in docs:
-        for line in doc.split("\n"):
-            line = line.strip()
-            if line:
-                # SentencePiece skips over-long sentences; keep their start instead.
-                yield line[: max_len // 4] if len(line.encode("utf-8")) > max_len else line
-
-
-def train_sentencepiece(docs: List[str], config: TokenizerConfig) -> bytes:
-    """Train a SentencePiece model on ``docs`` (or, with ``config.hf_type``, a Hugging Face
-    tokenizer); returns the serialized model (a tokenizer.json for Hugging Face)."""
-    import sentencepiece as spm
-
-    if not any(d.strip() for d in docs):
-        raise TokenizerError("cannot train a tokenizer: no text survived the earlier steps")
-    sentences = list(_sentences(docs, config.max_sentence_length))
-    if config.hf_type is not None:
-        from transforms.text.hf_tokenizer import train_hf
-
-        if config.hf_type == "unigram":
-            # the library's Unigram trainer needs a piece for every character (no byte
-            # fallback): the rarest leave the training text, and encode as <unk>
-            sentences = fit_characters(sentences, config)
-        try:
-            return train_hf(sentences, config.hf_type, config.vocab_size)
-        except Exception as e:  # noqa: BLE001 - the library's message, with what to change
-            raise TokenizerError(f"Hugging Face tokenizers could not train a {config.hf_type} "
-                                 f"tokenizer with vocab_size={config.vocab_size}: {e}") from e
-    if config.character_coverage is None:
-        config = dataclasses.replace(config, character_coverage=coverage_for(sentences))
-    sentences = fit_characters(sentences, config)
-    buf = io.BytesIO()
-    try:
-        _train(spm, sentences, config, buf)
-    except RuntimeError as e:
-        raise TokenizerError(
-            f"SentencePiece could not train a {config.model_type} model with vocab_size="
-            f"{config.vocab_size}: {str(e).strip().splitlines()[-1][:300]}") from e
-    return buf.getvalue()
-
-
-# Scripts with thousands of characters in use: Han, kana, Hangul syllables.
-_RICH_SCRIPTS = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-                           "\uac00-\ud7af\U00020000-\U0002fa1f]")
-RICH_SHARE = 0.2  # from this share of rich-script characters, the sample is "CJK-heavy"
-
-
-def coverage_for(sentences: List[str]) -> float:
-    """SentencePiece's ``character_coverage`` for this sample: 0.9995 when at least
-    :data:`RICH_SHARE` of its non-space characters are Chinese, Japanese or Korean (the
-    value SentencePiece recommends for rich character sets), else 1.0 (every character)."""
-    rich = total = 0
-    for line in sentences:
-        total += len(line) - line.count(" ")
-        if not line.isascii():
-            rich += len(_RICH_SCRIPTS.findall(line))
-    return 0.9995 if total and rich / total >= RICH_SHARE else 1.0
-
-
-def fit_characters(sentences: List[str], config: TokenizerConfig) -> List[str]:
-    """The training sentences, with the rarest characters left out if they would not fit.
-
-    SentencePiece makes every character within ``character_coverage`` a piece of
-    its own and fails when they outnumber the vocabulary (CJK text with a small
-    vocabulary, say; it also refuses a coverage below 0.98). With byte fallback
-    on, a character without a piece is encoded as its UTF-8 bytes, so nothing is
-    lost by training without it: when the distinct characters exceed half the
-    pieces left after the reserved ones, only the most frequent of them (ties by
-    code point) stay in the training text.
-    """
-    if config.model_type in ("char", "word"):
-        return sentences
-    budget = max(1, (config.vocab_size - RESERVED_PIECES) // 2)
-    distinct = set()
-    for line in sentences:
-        distinct.update(line)  # a set in C: cheaper than counting, and usually enough
-    distinct.discard(" ")
-    if len(distinct) <= budget:
-        return sentences
-    counts: Counter = Counter()
-    for line in sentences:
-        counts.update(line)  # counted in C, one call per line
-    counts.pop(" ", None)
-    keep = set(sorted(counts, key=lambda c: (-counts[c], c))[:budget])
-    rare = "".join(sorted(c for c in counts if c not in keep))
-    table = str.maketrans(rare, " " * len(rare))
-    out = [" ".join(line.translate(table).split()) for line in sentences]
-    return [line for line in out if line]
-
-
-def _train(spm, sentences, config, buf):
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences),
-        model_writer=buf,
-        vocab_size=config.vocab_size,
-        model_type=config.model_type,
-        character_coverage=config.character_coverage,
-        hard_vocab_limit=False,  # small corpora get a smaller vocabulary, not an error
-        byte_fallback=True,
-        normalization_rule_name="identity",
-        remove_extra_whitespaces=False,
-        split_digits=True,
-        max_sentence_length=config.max_sentence_length,
-        shuffle_input_sentence=False,
-        num_threads=TRAIN_THREADS,  # a fixed count: the same bytes on every machine
-        pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
-        minloglevel=2,
-    )
-
-
-def vocab_text(model: bytes) -> str:
-    import sentencepiece as spm
-
-    sp = spm.SentencePieceProcessor(model_proto=model)
-    return "".join(f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}\n" for i in range(sp.get_piece_size()))
-
-
-# ---------------------------------------------------------------------------
-# Beam
-
-
-def _write_model(model: bytes, output_dir: str) -> str:
-    from transforms.text.hf_tokenizer import is_hf
-
-    if is_hf(model):  # a Hugging Face tokenizer.json
-        path = FileSystems.join(output_dir, "tokenizer", "tokenizer.json")
-        with FileSystems.create(path) as f:
-            f.write(model)
-        return path
-    path = FileSystems.join(output_dir, "tokenizer", "spm.model")
-    with FileSystems.create(path) as f:
-        f.write(model)
-    with FileSystems.create(FileSystems.join(output_dir, "tokenizer", "spm.vocab")) as f:
-        f.write(vocab_text(model).encode("utf-8"))
-    return path
+           "LoadTokenizer", "Encode", "TokenizerError", "sample_docs", "resolve_model",
+           "fit_characters", "coverage_for", "MIN_VOCAB_SIZE", "RESERVED_PIECES", "TRAIN_THREADS",
+           "PENDING", "PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID"]
 
 
 class _TrainDoFn(beam.DoFn):
-    def __init__(self, config: TokenizerConfig, output_dir: str):
+    """The gathered sample -> the model's bytes, or a pending model where this run's
+    processes share a spill folder (``background``: unless told not to)."""
+
+    def __init__(self, config: TokenizerConfig, output_dir: str, pii: Optional[PiiConfig] = None,
+                 background: bool = True):
         self._config = config
         self._output_dir = output_dir
+        self._pii = pii
+        self._background = background
 
-    def process(self, sample: List[Tuple[int, str]]):
-        docs = [text for _, text in sorted(sample)]
-        model = train_sentencepiece(docs, self._config)
-        _write_model(model, self._output_dir)
-        yield model
+    def process(self, sample: List[Tuple[int, str, str]]):
+        directory = spill_directory() if self._background else None
+        if directory is not None:
+            yield start_training(sample, self._config, self._output_dir, self._pii, directory)
+        else:
+            yield train_job(sample, self._config, self._output_dir, self._pii)
 
 
 class _LocalSmallest(beam.DoFn):
-    """Records -> ``(None, (hash of id, text[:cap]))`` for the ``n`` smallest of each bundle.
+    """Records -> ``(None, (hash of id, text, id))`` for the ``n`` smallest of each bundle.
 
-    The sample is the ``n`` smallest such pairs overall (what
+    The text is cut to ``cap`` characters, or with ``pii_window`` to the PII
+    window past them (:func:`sample_docs` scrubs, then cuts).
+
+    The sample is the ``n`` smallest such rows overall (what
     ``Top.Smallest(n)`` gives), found without one accumulator of ``n``
     documents travelling as a single element: a runner that sorts before it
     groups (Flink) refuses a record larger than its sort buffer, and ``n``
@@ -249,45 +98,56 @@ class _LocalSmallest(beam.DoFn):
     those are the smallest ``n`` of all.
     """
 
-    def __init__(self, n: int, cap: int):
+    def __init__(self, n: int, cap: int, pii_window: bool = False):
         super().__init__()
         self._n = n
         self._cap = cap
+        self._window = pii_window
 
     def start_bundle(self):
-        self._kept: List[Tuple[int, str]] = []
+        self._kept: List[Tuple[int, str, str]] = []
 
     def process(self, record):
-        self._kept.append((accounting.stable_hash64(record["id"]), record["text"][:self._cap]))
+        text = record["text"]
+        cut = excerpt_window(text, self._cap) if self._window else self._cap
+        self._kept.append((accounting.stable_hash64(record["id"]), text[:cut], record["id"]))
         if len(self._kept) >= 2 * self._n:
             self._kept = heapq.nsmallest(self._n, self._kept)
 
     def finish_bundle(self):
-        for pair in heapq.nsmallest(self._n, self._kept):
-            yield GlobalWindows.windowed_value((None, pair))
+        for row in heapq.nsmallest(self._n, self._kept):
+            yield GlobalWindows.windowed_value((None, row))
         self._kept = []
 
 
 class TrainTokenizer(beam.PTransform):
-    """Records -> a one-element PCollection holding the trained model's bytes.
+    """Records -> a one-element PCollection holding the trained model's bytes, or on a
+    local engine its pending model (:func:`resolve_model` gives the bytes).
 
-    Yields nothing when no record reached the tokenizer.
+    With ``pii``, the records are not yet scrubbed: the sampled texts are scrubbed
+    with it before training (:func:`sample_docs`). Yields nothing when no record
+    reached the tokenizer.
     """
 
-    def __init__(self, config: TokenizerConfig, output_dir: str):
+    def __init__(self, config: TokenizerConfig, output_dir: str, pii: Optional[PiiConfig] = None,
+                 background: bool = True):
         super().__init__()
         self._config = config
         self._output_dir = output_dir
+        self._pii = pii
+        self._background = background
 
     def expand(self, records):
         n = self._config.sample_docs
         return (
             records
-            | "LocalSample" >> beam.ParDo(_LocalSmallest(n, self._config.max_chars_per_doc))
+            | "LocalSample" >> beam.ParDo(_LocalSmallest(
+                n, self._config.max_chars_per_doc, pii_window=self._pii is not None))
             | "GatherSample" >> beam.GroupByKey()
             | "DeterministicSample" >> beam.Map(lambda kv: heapq.nsmallest(n, kv[1]))
             | "DropEmptySample" >> beam.Filter(bool)
-            | "TrainSentencePiece" >> beam.ParDo(_TrainDoFn(self._config, self._output_dir))
+            | "TrainSentencePiece" >> beam.ParDo(
+                _TrainDoFn(self._config, self._output_dir, self._pii, self._background))
         )
 
 
@@ -312,7 +172,7 @@ class LoadTokenizer(beam.PTransform):
                 import sentencepiece as spm
 
                 spm.SentencePieceProcessor(model_proto=model)  # fails loudly if not a model
-            _write_model(model, self._output_dir)
+            write_model(model, self._output_dir)
             return model
 
         return pbegin | "ModelPath" >> beam.Create([self._model_path]) | "ReadModel" >> beam.Map(load)
@@ -325,7 +185,8 @@ class _EncodeDoFn(accounting.CountingDoFn):
         self._sp = None
         self._model_digest = None
 
-    def _processor(self, model: bytes):
+    def _processor(self, model):
+        model = resolve_model(model)
         digest = hash(model)
         if self._sp is None or digest != self._model_digest:
             from transforms.text.hf_tokenizer import HfEncoder, is_hf
@@ -342,9 +203,27 @@ class _EncodeDoFn(accounting.CountingDoFn):
             self._model_digest = digest
         return self._sp
 
-    def process(self, packed: bytes, model: bytes):
-        import time
+    def start_bundle(self):
+        super().start_bundle()
+        self._waiting: List[Tuple[bytes, Any]] = []
 
+    def process(self, packed: bytes, model):
+        if not model_ready(model):
+            # Training beside the run: the batches (spill references) wait, the bundle
+            # goes on (a local engine fuses the PII step into this stage), and they are
+            # encoded at its end, once the model is there.
+            self._waiting.append((packed, model))
+            return
+        yield from self._encode(packed, model)
+
+    def finish_bundle(self):
+        waiting, self._waiting = self._waiting, []
+        for packed, model in waiting:
+            for out in self._encode(packed, model):
+                yield GlobalWindows.windowed_value(out)
+        yield from super().finish_bundle()
+
+    def _encode(self, packed: bytes, model):
         start = time.perf_counter()
         batch = unpack(packed)
         sp = self._processor(model)

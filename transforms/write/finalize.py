@@ -334,6 +334,10 @@ class _FinalizeDoFn(beam.DoFn):
     def process(self, _, counts, shards, files, dead_files, tokenizer, *extras):
         spec = self._spec
         out = spec.output_dir
+        if tokenizer:
+            from transforms.text.tokenize import resolve_model
+
+            tokenizer = [resolve_model(t) for t in tokenizer]  # a model training beside: its bytes
         shards = complete_shards(out, shards, spec.writer, run_columns(spec))
         stats = run_stats(counts, shards)
         _write_json(out, "stats.json", stats)
