@@ -167,3 +167,22 @@ def test_encoders_set_batches_aside_until_the_model_is_there(tmp_path):
     now = list(fn.process(pack(batch), model))
     assert [r["id"] for r in now] == ["a", "b"]
     assert [o for o in fn.finish_bundle() if not isinstance(o, TaggedOutput)] == []
+
+
+def test_a_sampled_text_waiting_for_its_scrub_is_bounded_and_keeps_its_pii_whole():
+    from transforms.text.pii import PiiConfig
+    from transforms.text.tokenize import WINDOW_MAX, _LocalSmallest, sample_docs
+
+    blob = "A" * 50_000  # no spaces: the PII window would run to its end
+    email = "x" * 90 + " mail jane.doe@example.com soon"  # the address straddles the cut at 100
+    fn = _LocalSmallest(n=5, cap=100, pii_window=True)
+    fn.start_bundle()
+    for key, text in (("blob", blob), ("mail", email)):
+        fn.process({"id": key, "text": text})
+    rows = {row[2]: row for row in (wv.value[1] for wv in fn.finish_bundle())}
+    assert len(rows["blob"][1]) == 100 + WINDOW_MAX
+    assert rows["mail"][1] == email  # the whole address is kept for the scrub
+    docs = sample_docs(rows.values(), TokenizerConfig(max_chars_per_doc=100), PiiConfig())
+    assert blob[:100] in docs
+    scrubbed = [d for d in docs if d.startswith("x")][0]
+    assert "jane" not in scrubbed and "example" not in scrubbed and scrubbed.endswith("<EMAIL>")

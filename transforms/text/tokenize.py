@@ -83,11 +83,19 @@ class _TrainDoFn(beam.DoFn):
             yield train_job(sample, self._config, self._output_dir, self._pii)
 
 
+# A sampled text waiting to be scrubbed keeps at most this many characters past the cut:
+# the PII window grows to the end of a run without spaces, which may be the whole document.
+# A finding that still runs past it (over 2 kB long) is cut there; a private key block
+# cut short is still replaced whole (transforms.text.pii).
+WINDOW_MAX = 2048
+
+
 class _LocalSmallest(beam.DoFn):
     """Records -> ``(None, (hash of id, text, id))`` for the ``n`` smallest of each bundle.
 
     The text is cut to ``cap`` characters, or with ``pii_window`` to the PII
-    window past them (:func:`sample_docs` scrubs, then cuts).
+    window past them, at most :data:`WINDOW_MAX` further (:func:`sample_docs`
+    scrubs, then cuts).
 
     The sample is the ``n`` smallest such rows overall (what
     ``Top.Smallest(n)`` gives), found without one accumulator of ``n``
@@ -109,7 +117,8 @@ class _LocalSmallest(beam.DoFn):
 
     def process(self, record):
         text = record["text"]
-        cut = excerpt_window(text, self._cap) if self._window else self._cap
+        cut = (min(excerpt_window(text, self._cap), self._cap + WINDOW_MAX) if self._window
+               else self._cap)
         self._kept.append((accounting.stable_hash64(record["id"]), text[:cut], record["id"]))
         if len(self._kept) >= 2 * self._n:
             self._kept = heapq.nsmallest(self._n, self._kept)
