@@ -64,6 +64,17 @@ def test_character_classes_are_the_regexes_classes():
     assert np.array_equal(fk.class_table(ascii_only=True)[:128], table[:128])
 
 
+def test_character_table_is_the_str_methods_classes():
+    """The table (built from re's runs) is _classify's: str.isalnum, isdecimal, isspace."""
+    table = fk.class_table()
+    expected = np.fromiter((fk._classify(chr(i)) for i in range(0x110000)), dtype=np.uint8,
+                           count=0x110000)
+    assert np.array_equal(table, expected), np.flatnonzero(table != expected)[:10]
+    ascii_table = fk.class_table(ascii_only=True)
+    assert np.array_equal(ascii_table[:128], expected[:128])
+    assert (ascii_table[128:] == fk.SYMBOL).all()
+
+
 @pytest.mark.parametrize("text", [
     "", "   \n\t", "#", "the cat the cat the cat", "U.S. don't 3.5 a.b.c. 'quoted' x..y",
     "a b c d e a b c d e a b c d e f", "l’eau d’ici l’eau d’ici", "x\x1cy\x1dz",
