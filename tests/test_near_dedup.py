@@ -90,6 +90,28 @@ def test_lsh_parameters_are_datasketchs():
     assert mh.optimal_lsh_params(0.8, 128, 0.2, 0.8) == (lsh.b, lsh.r)
 
 
+def test_lsh_parameters_equal_the_quad_search_without_scipy(monkeypatch):
+    """Exact areas choose what scipy's quad chooses; the default run imports no scipy."""
+    import subprocess
+    import sys
+
+    for threshold in [round(0.05 * i, 2) for i in range(1, 20)]:
+        for num_perm in (16, 64, 128):
+            for weights in ((0.5, 0.5), (0.2, 0.8), (0.9, 0.1)):
+                assert (mh.optimal_lsh_params(threshold, num_perm, *weights)
+                        == mh._optimal_lsh_params_by_quad(threshold, num_perm, *weights)), \
+                    (threshold, num_perm, weights)
+    # a near tie goes to quad: with every pair "near", quad alone decides
+    monkeypatch.setattr(mh, "_NEAR_TIE", 10.0)
+    for threshold, num_perm in ((0.6, 64), (0.85, 32)):
+        assert mh.optimal_lsh_params(threshold, num_perm) == mh._optimal_lsh_params_by_quad(
+            threshold, num_perm)
+    code = ("import sys; from transforms.dedup import near; "
+            "print(near.NearDedupConfig().lsh_params(), 'scipy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == "False", out.stdout
+
+
 def test_config_rejects_bad_parameters():
     with pytest.raises(ValueError):
         mh.MinHashConfig(threshold=1.5)
