@@ -158,6 +158,18 @@ def test_hard_negatives(text):
     assert found(text) == []
 
 
+@pytest.mark.parametrize("text,address", [
+    ("2606:4700:4700::1111 answered", "2606:4700:4700::1111"),  # at the very start
+    ("cafe:babe: then 2606:4700:4700::1111", "2606:4700:4700::1111"),  # a look-alike first
+    ("deadbeef  fe:9:: no; 2a00:1450:4001:81b::200e.", "2a00:1450:4001:81b::200e"),
+    ("::ffff:8.8.8.8 leads", "::ffff:8.8.8.8"),
+])
+def test_ipv6_found_wherever_the_first_colon_pair_is(text, address):
+    """The IPv6 gate looks for the colon and checks the hex digit behind it: an address at
+    the start, or after look-alikes, is still where the scan begins or after it."""
+    assert (address, "IP_ADDRESS") in found(text)
+
+
 def test_luhn():
     assert luhn_valid("4111111111111111") and not luhn_valid("4111111111111112")
     assert luhn_valid("79927398713")

@@ -195,8 +195,10 @@ _PHONE_CONTEXT = re.compile(
 _PHONE_LAYOUT = re.compile(r"\+\d{1,3}[ .\-]?\(\d{1,5}\)[ .\-]?\d{2,5}(?:[ .\-]\d{2,5}){1,3}")
 _IPV4 = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
 # Every IPv6 address holds one of these (::ffff:a.b.c.d and ::1 only the second); the
-# address scan starts just before the first.
-_IPV6_PRECHECK = re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f]{0,4}:")
+# address scan starts just before the first. Written from the colon (a hex digit before it
+# checked behind), so that re looks for the colon alone: a pattern opening with a hex digit
+# stops at every a-f of the prose (8x slower here). A match starts 1 past the hex digit.
+_IPV6_PRECHECK = re.compile(r":(?<=[0-9A-Fa-f]:)[0-9A-Fa-f]{0,4}:")
 _IPV6_PRECHECK_LEADING = re.compile(r"::[0-9A-Fa-f]")
 # A sentence may end right after an address ("... from 2001:4860::8888."): only a dot
 # that continues a number (an embedded IPv4 cut short) rules the match out.
@@ -662,11 +664,13 @@ class PiiScrubber:
         # IPv6 outside the digit gate: 2abc:def0:... may hold no two adjacent digits
         if "IP_ADDRESS" in kinds and text.count(":") >= 2:
             hit = _IPV6_PRECHECK.search(text)
+            first = hit.start() - 1 if hit else None  # the hex digit before the colon
             if "::" in text:
-                lead = _IPV6_PRECHECK_LEADING.search(text, 0, hit.start() + 2 if hit else len(text))
-                hit = lead or hit
-            if hit:
-                self._ipv6(text, max(0, hit.start() - 5), spans)
+                lead = _IPV6_PRECHECK_LEADING.search(text, 0, first + 2 if hit else len(text))
+                if lead:
+                    first = lead.start()
+            if first is not None:
+                self._ipv6(text, max(0, first - 5), spans)
         return _resolve(spans)
 
     def pseudonym(self, value: str, kind: str, doc_key: str = "") -> str:
