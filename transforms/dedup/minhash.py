@@ -507,6 +507,11 @@ def _false_negative_area(threshold: float, b: int, r: int) -> float:
     return quad(lambda s: 1 - (1 - (1 - s ** float(r)) ** float(b)), threshold, 1.0)[0]
 
 
+def _search_pairs(num_perm: int) -> List[Tuple[int, int]]:
+    """Every ``(b, r)`` with ``b * r <= num_perm``, in the order datasketch searches them."""
+    return [(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)]
+
+
 def _areas_exact(threshold: float, num_perm: int, fp_weight: float,
                  fn_weight: float) -> Tuple[List[Tuple[int, int]], np.ndarray]:
     """Every ``(b, r)`` of :func:`optimal_lsh_params`' search, in its order, and its weighted
@@ -521,7 +526,7 @@ def _areas_exact(threshold: float, num_perm: int, fp_weight: float,
         half = (hi - lo) / 2
         return half * nodes + (hi + lo) / 2, half * weights
 
-    pairs = [(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)]
+    pairs = _search_pairs(num_perm)
     bands = np.array([b for b, _ in pairs], dtype=np.float64)[:, None]
     rows = np.array([r for _, r in pairs], dtype=np.float64)[:, None]
     x_fp, w_fp = scaled(0.0, threshold)
@@ -542,9 +547,9 @@ def optimal_lsh_params(threshold: float, num_perm: int, fp_weight: float = 0.5,
 
     The S-curve ``1 - (1 - s**r)**b`` is the probability that two documents of
     Jaccard ``s`` share a band; the search is the one datasketch's
-    ``MinHashLSH`` makes. The areas are exact (:func:`_areas_exact`: a run's
-    launcher no longer imports scipy and integrates about 700 pairs twice,
-    0.9-1.5 s); where another pair's error is within ``1e-6`` of the best, those
+    ``MinHashLSH`` makes. The areas are exact (:func:`_areas_exact`): a run's
+    launcher no longer imports scipy to integrate the two areas of about 700
+    pairs (0.9-1.5 s); where another pair's error is within ``1e-6`` of the best, those
     pairs are compared by scipy's ``quad`` as datasketch compares them, so the
     choice is datasketch's.
     """
@@ -552,8 +557,15 @@ def optimal_lsh_params(threshold: float, num_perm: int, fp_weight: float = 0.5,
     close = [pairs[i] for i in np.flatnonzero(errors <= errors.min() + _NEAR_TIE)]
     if len(close) == 1:
         return close[0]
-    best, best_err = close[0], float("inf")
-    for b, r in close:  # in the search's order: the first of equal errors wins, as there
+    return _first_smallest_by_quad(close, threshold, fp_weight, fn_weight)
+
+
+def _first_smallest_by_quad(pairs, threshold: float, fp_weight: float,
+                            fn_weight: float) -> Tuple[int, int]:
+    """The first of ``pairs`` (in the search's order) with the smallest weighted error by
+    scipy's ``quad``: datasketch's comparison."""
+    best, best_err = pairs[0], float("inf")
+    for b, r in pairs:
         err = (fp_weight * _false_positive_area(threshold, b, r)
                + fn_weight * _false_negative_area(threshold, b, r))
         if err < best_err:
@@ -565,14 +577,8 @@ def _optimal_lsh_params_by_quad(threshold: float, num_perm: int, fp_weight: floa
                                 fn_weight: float = 0.5) -> Tuple[int, int]:
     """The search as datasketch makes it, every area by scipy's ``quad`` (the reference
     the tests hold :func:`optimal_lsh_params` to)."""
-    best, best_err = (1, 1), float("inf")
-    for b in range(1, num_perm + 1):
-        for r in range(1, num_perm // b + 1):
-            err = (fp_weight * _false_positive_area(threshold, b, r)
-                   + fn_weight * _false_negative_area(threshold, b, r))
-            if err < best_err:
-                best, best_err = (b, r), err
-    return best
+    pairs = _search_pairs(num_perm)
+    return _first_smallest_by_quad(pairs, threshold, fp_weight, fn_weight)
 
 
 def band_keys_batch(signatures: np.ndarray, bands: int, rows: int) -> List[List[bytes]]:
