@@ -139,12 +139,36 @@ def main(run_fn: Callable[[], Any]) -> None:
     logging.basicConfig(level=logging.WARNING)
     if not os.environ.get("BEAMTRAIN_DEBUG"):
         logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
+    stop_on_terminate()
     try:
         run_fn()
     except RunFailed as e:
         sys.stdout.flush()
         sys.stderr.write(f"error: {e}\n")
         raise SystemExit(1)
+
+
+def stop_on_terminate() -> None:
+    """A plain ``kill`` (SIGTERM: a scheduler, ``timeout``, a container stopping) ends the run as
+    Ctrl-C does: ``SystemExit(143)`` in the main thread, so the run's ``finally`` blocks stop the
+    workers and remove the spill folder (the corpus before the pii step) instead of leaving it.
+
+    Only from the main thread, and only where SIGTERM still has its default action.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def terminate(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second kill ends it at once
+        sys.stderr.write("error: stopped by SIGTERM; cleaning up\n")
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
 
 
 def print_summary(out: str, stats: Dict[str, Any]) -> None:

@@ -513,3 +513,29 @@ def test_the_spill_compression_flag_reaches_the_spill(tmp_path, monkeypatch):
     with runner.prepare_options(options, 1 << 20):
         pass
     assert seen == [("zstd", "1")]
+
+
+def test_a_run_stopped_by_sigterm_removes_its_spill_folder(tmp_path):
+    """A plain kill (SIGTERM) during a spilling run: the command exits 143 and leaves no
+    spill folder (the corpus before the pii step) and no output marked complete."""
+    import signal
+
+    inp = small_corpus(tmp_path)
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "beam_pipelines.text", "--input", str(inp / "*.jsonl"),
+         "--output_dir", str(tmp_path / "out"), "--vocab_size", "600", "--spill", "always",
+         "--spill_dir", str(spill)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=os.path.dirname(os.path.dirname(__file__)))
+    deadline = time.time() + 120
+    while not os.listdir(spill) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert os.listdir(spill), "the run never made its spill folder"
+    time.sleep(1.0)  # inside the pipeline now
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err.decode(errors="replace")[-2000:]
+    assert b"stopped by SIGTERM" in err
+    assert os.listdir(spill) == []
+    assert not (tmp_path / "out" / "COMPLETED").exists()
