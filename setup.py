@@ -28,8 +28,9 @@ INSTALL_REQUIRES = [
     "numba==0.68.1",
     # PII: phone numbers validated against libphonenumber's metadata.
     "phonenumbers==9.0.43",
-    # Content blocklist: Aho-Corasick multi-pattern matching in C.
-    "pyahocorasick>=2.1",
+    # Content blocklist: Aho-Corasick multi-pattern matching (Rust's aho-corasick crate,
+    # about 4x pyahocorasick's speed on prose).
+    "ahocorasick-rs==1.0.3",
     # JSONL parsing: faster than json, strict UTF-8, bounded nesting depth.
     "orjson>=3.9",
     # Language identification: fastText's lid.176 model inside the wheel (never

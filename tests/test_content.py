@@ -44,6 +44,41 @@ def test_blocklist_whole_words_and_share_threshold():
     assert bl("just one bad word") == (None, 1)  # one hit never drops a page
 
 
+def _reference_matches(words, text: str) -> int:
+    """The blocklist's rule by brute force: every occurrence of every word, by end
+    (the longest first), counted when whole and past the last one counted."""
+    low = text.lower()
+    found = sorted({(i + len(w), -len(w)) for w in {" ".join(w.lower().split()) for w in words} if w
+                    for i in range(len(low)) if low.startswith(w, i)})
+    count, last_end = 0, -1
+    for stop, neg in found:
+        start = stop + neg
+        if start <= last_end:
+            continue
+        if (start == 0 or not low[start - 1].isalnum()) and (stop >= len(low) or not low[stop].isalnum()):
+            count, last_end = count + 1, stop - 1
+    return count
+
+
+def test_blocklist_counts_as_the_brute_force_rule():
+    from hypothesis import given, settings, strategies as st
+
+    words = ("ab", "abc", "bc", "b c", "ab c", "cab", "é", "ça va", "x\U0001F600")
+    bl = Blocklist(BlocklistConfig(words=words))
+    alphabet = st.sampled_from(list("abcABC é.ÇçVv,x") + ["ab", "ab c", " ", "\U0001F600", "\udcff", "ça va", "İ"])
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(alphabet, max_size=40).map("".join))
+    def check(text):
+        assert bl.matches(text) == _reference_matches(words, text)
+
+    check()
+    assert bl.matches("cabc") == 0  # no whole word: "cab"+"c", "abc" inside
+    assert bl.matches("ab c") == 1  # "ab", then "ab c" overlaps it: counted once
+    assert bl.matches("\udcffab\udcff bc") == 2  # lone surrogates are word boundaries
+    assert Blocklist(BlocklistConfig(words=("  ", ""))).matches("anything") == 0
+
+
 def test_default_blocklist_drops_a_spam_page_and_keeps_a_news_page():
     bl = Blocklist()
     spam = "Hot porn videos, free xxx sex videos and nudes. Horny camgirls waiting. " * 5

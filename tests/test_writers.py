@@ -93,9 +93,11 @@ def test_packed_varints_match_the_scalar_encoding():
         assert list(ex.features.feature["v"].int64_list.value) == values
 
     check()
-    # token ids: small non-negative values take the tables' path, up to and past their ends
+    # token ids: small non-negative values take the compiled path (below 2**32) or the tables',
+    # up to and past their ends
     check_small = given(st.lists(st.one_of(st.integers(0, 300), st.integers(2**14 - 3, 2**14 + 3),
                                            st.integers(2**17 - 3, 2**17 + 3),
-                                           st.integers(-2, 2**21)), min_size=8, max_size=60))(
+                                           st.integers(-2, 2**21), st.integers(2**31 - 2, 2**31 + 2),
+                                           st.integers(2**32 - 3, 2**32 + 3)), min_size=8, max_size=60))(
         settings(max_examples=300, deadline=None)(check.hypothesis.inner_test))
     check_small()

@@ -123,38 +123,59 @@ class BlocklistConfig:
             raise ValueError(f"blocklist threshold must be in [0, 1), got {self.threshold}")
 
 
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _no_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate as U+FFFD: same length, and neither is a letter
+    or digit, so word boundaries stay where they were."""
+    return _SURROGATES.sub("\ufffd", text) if _SURROGATES.search(text) else text
+
+
 class Blocklist:
-    """Whole-word, case-insensitive matches of a word list, in one Aho-Corasick pass."""
+    """Whole-word, case-insensitive matches of a word list, in one Aho-Corasick pass.
+
+    The automaton is ``ahocorasick_rs`` (Rust's aho-corasick crate): about 5 ns a
+    character on prose, where pyahocorasick's took about 20 (a quarter of the
+    filter step's time went to this scan, on pages that almost never match).
+    """
 
     def __init__(self, config: BlocklistConfig = BlocklistConfig()):
-        import ahocorasick
+        import ahocorasick_rs
 
         self.config = config
-        self._automaton = ahocorasick.Automaton()
-        for word in config.words:
-            word = " ".join(word.lower().split())
-            if word:
-                self._automaton.add_word(word, len(word))
-        self._empty = len(self._automaton) == 0
+        words = sorted({_no_surrogates(" ".join(word.lower().split())) for word in config.words} - {""})
+        self._empty = not words
         if not self._empty:
-            self._automaton.make_automaton()
+            self._automaton = ahocorasick_rs.AhoCorasick(words)
 
     def matches(self, text: str) -> int:
-        """Number of whole-word matches (overlapping phrases count once each)."""
+        """Number of whole-word matches (overlapping phrases count once each).
+
+        Every occurrence of every word, by its end, the longest first where two end
+        together; one counts when it is a whole word and starts after the last
+        counted one ended.
+        """
         if self._empty:
             return 0
         lowered = text.lower()
+        try:
+            found = self._automaton.find_matches_as_indexes(lowered, overlapping=True)
+        except UnicodeEncodeError:  # lone surrogates (text read with surrogateescape)
+            lowered = _no_surrogates(lowered)
+            found = self._automaton.find_matches_as_indexes(lowered, overlapping=True)
+        if not found:
+            return 0
         n = len(lowered)
         count = 0
         last_end = -1
-        for end, length in self._automaton.iter(lowered):
-            start = end - length + 1
+        for _, start, stop in sorted(found, key=lambda m: (m[2], m[1])):
             if start <= last_end:
                 continue
             if (start == 0 or not lowered[start - 1].isalnum()) and (
-                    end + 1 >= n or not lowered[end + 1].isalnum()):
+                    stop >= n or not lowered[stop].isalnum()):
                 count += 1
-                last_end = end
+                last_end = stop - 1
         return count
 
     def __call__(self, text: str) -> Tuple[Optional[str], int]:

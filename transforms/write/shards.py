@@ -13,6 +13,7 @@ shard per ``target_shard_bytes`` of serialized examples.
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import json
 import math
@@ -124,9 +125,53 @@ _SMALL_VARINTS: tuple = ()
 _SMALL_LIMIT = 1 << 17
 
 
+# The varints of a uint32 array in one compiled loop (numba): a token list is
+# copied into an ``array("I")`` in C and encoded at about 20 ns per id, where the
+# table join below takes about 100 (min, max, a lookup and a join per id).
+# ``False``: numba is missing, the table and numpy paths serve.
+_VARINT_KERNEL: Any = None
+
+
+def _varint_kernel():
+    global _VARINT_KERNEL
+    if _VARINT_KERNEL is None:
+        try:
+            import numba
+        except ImportError:  # pragma: no cover - numba is a dependency
+            _VARINT_KERNEL = False
+            return False
+
+        @numba.njit(cache=True, nogil=True)
+        def encode(values):  # pragma: no cover - compiled
+            out = np.empty(values.shape[0] * 5, np.uint8)
+            j = 0
+            for i in range(values.shape[0]):
+                v = values[i]
+                while v >= 128:
+                    out[j] = (v & 0x7F) | 0x80
+                    v >>= 7
+                    j += 1
+                out[j] = v
+                j += 1
+            return out[:j]
+
+        _VARINT_KERNEL = encode
+    return _VARINT_KERNEL
+
+
 def _packed_varints(values: Sequence[int]) -> bytes:
-    """Varint encoding of many int64 values at once (a table for small ones, else numpy)."""
+    """Varint encoding of many int64 values at once (compiled for uint32 lists, a table
+    for small ones, else numpy)."""
     global _SMALL_VARINTS
+    if len(values) >= 8 and isinstance(values, list):
+        kernel = _varint_kernel()
+        if kernel:
+            try:  # non-negative ints below 2**32 (token ids); anything else below
+                packed = array.array("I", values)
+            except (OverflowError, TypeError):
+                pass
+            else:
+                return kernel(np.frombuffer(packed, dtype=np.uintc)).tobytes()
     if len(values) >= 8 and min(values) >= 0 and max(values) < _SMALL_LIMIT:
         if not _SMALL_VARINTS:
             _SMALL_VARINTS = tuple(_varint(v) for v in range(_SMALL_LIMIT))
