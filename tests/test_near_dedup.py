@@ -430,15 +430,28 @@ def test_batch_shingles_equal_the_per_document_hashes():
 
 
 @pytest.mark.parametrize("bands,rows", [(18, 7), (1, 128), (32, 4), (9, 14)])
-def test_band_keys_of_a_batch_equal_the_keys_of_each_signature(bands, rows):
+def test_band_keys_agree_exactly_when_a_whole_band_agrees(bands, rows):
     rng = np.random.default_rng(bands)
     sigs = rng.integers(0, 2**32, size=(40, 128), dtype=np.uint64).astype(np.uint32)
     sigs[1, rows:2 * rows] = sigs[0, rows:2 * rows]  # one band shared by two documents
+    sigs[2, :rows] = sigs[3, :rows]
+    sigs[2, rows - 1] ^= 1  # a first band that differs from document 3's in one value
     batch = mh.band_keys_batch(sigs, bands, rows)
+    # a key depends on the band and its values only: not on the batch, nor on the other bands
     assert batch == [mh.band_keys(s, bands, rows) for s in sigs]
-    assert all(len(keys) == bands for keys in batch)
+    assert mh.band_keys_batch(sigs[5:7], bands, rows) == batch[5:7]
+    assert all(len(keys) == bands and all(len(k) == 12 for k in keys) for keys in batch)
+    assert all(int.from_bytes(k[:2], "little") == b for keys in batch for b, k in enumerate(keys))
+    distinct = {k for keys in batch for k in keys}
     if bands > 1:
         assert batch[0][1] == batch[1][1] and batch[0][0] != batch[1][0]
+        assert len(distinct) == 40 * bands - 1  # the shared band, and no other collision
+    assert batch[2][0] != batch[3][0]
+    # equal values in different bands give different keys
+    same = np.tile(sigs[0, :rows], 128 // rows + 1)[None, :128]
+    assert len(set(mh.band_keys(same[0], bands, rows))) == bands
+    with pytest.raises(ValueError):
+        mh.band_keys_batch(sigs[:, :rows], bands + 1, rows)
 
 
 def _rounds_reference(edges, rounds):

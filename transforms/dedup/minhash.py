@@ -581,30 +581,54 @@ def _optimal_lsh_params_by_quad(threshold: float, num_perm: int, fp_weight: floa
     return _first_smallest_by_quad(pairs, threshold, fp_weight, fn_weight)
 
 
+# The band-key hash: two 64-bit multiply-xorshift hashes of a band's values, seeded
+# with the band index, each finished with SplitMix64's mixer.
+_KEY_SEEDS = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F))
+_KEY_PRIMES = (np.uint64(0x100000001B3), np.uint64(0xFF51AFD7ED558CCD))
+_MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
+_KEY_DTYPE = np.dtype([("band", "<u2"), ("h1", "<u8"), ("h2", "<u2")])  # 12 bytes, packed
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    z = (z ^ (z >> np.uint64(30))) * _MIX[0]
+    z = (z ^ (z >> np.uint64(27))) * _MIX[1]
+    return z ^ (z >> np.uint64(31))
+
+
 def band_keys_batch(signatures: np.ndarray, bands: int, rows: int) -> List[List[bytes]]:
-    """:func:`band_keys` of every row of ``signatures`` (one signature per row), the
-    same keys: the band bytes are cut from one buffer of the whole batch instead of
-    a numpy slice per band (10.5 instead of 14.3 microseconds per document of 18
-    bands of 7 rows here; BLAKE2b itself is most of what is left)."""
-    width = bands * rows
-    sigs = np.ascontiguousarray(np.asarray(signatures)[:, :width], dtype=np.uint32)
-    raw = sigs.tobytes()
-    step, size = width * 4, rows * 4
-    prefixes = [i.to_bytes(2, "little") for i in range(bands)]
-    blake2b = hashlib.blake2b
-    out = []
-    for start in range(0, len(raw), step):
-        out.append([prefix + blake2b(raw[start + b * size:start + (b + 1) * size],
-                                     digest_size=10).digest()
-                    for b, prefix in enumerate(prefixes)])
-    return out
+    """One 12-byte key per band of every row of ``signatures`` (one signature per row).
+
+    A key is the band's index (2 bytes) and an 80-bit hash of the band's ``rows``
+    values (two 64-bit multiply-xorshift hashes, vectorised over the whole batch):
+    two documents meet in a bucket when a whole band agrees. A collision of
+    different bands would only add a candidate pair, which is still verified.
+    About 4.6 microseconds per document of 18 bands of 7 rows in batches of 256 (BLAKE2b
+    per band took about 10.5).
+    """
+    sigs = np.asarray(signatures)
+    if sigs.ndim != 2 or sigs.shape[1] < bands * rows:
+        raise ValueError(f"signatures of shape {sigs.shape}: need {bands} bands of {rows} rows")
+    n = sigs.shape[0]
+    values = sigs[:, :bands * rows].astype(np.uint64).reshape(n, bands, rows)
+    index = np.arange(bands, dtype=np.uint64)[None, :]
+    keys = np.empty((n, bands), dtype=_KEY_DTYPE)
+    keys["band"] = np.arange(bands, dtype=np.uint16)[None, :]
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps, as meant
+        for field, seed, prime in (("h1", _KEY_SEEDS[0], _KEY_PRIMES[0]),
+                                   ("h2", _KEY_SEEDS[1], _KEY_PRIMES[1])):
+            h = np.broadcast_to(seed ^ (index * prime), (n, bands)).copy()
+            for r in range(rows):
+                h ^= values[:, :, r]
+                h *= prime
+                h ^= h >> np.uint64(29)
+            h = _mix64(h)
+            keys[field] = h if field == "h1" else (h & np.uint64(0xFFFF)).astype(np.uint16)
+    raw = keys.tobytes()
+    width = bands * 12
+    return [[raw[o:o + 12] for o in range(base, base + width, 12)]
+            for base in range(0, n * width, width)]
 
 
 def band_keys(signature: np.ndarray, bands: int, rows: int) -> List[bytes]:
-    """One key per band: the band index and the band's values, hashed to 12 bytes."""
-    sig = np.ascontiguousarray(signature, dtype=np.uint32)
-    keys = []
-    for i in range(bands):
-        chunk = sig[i * rows:(i + 1) * rows].tobytes()
-        keys.append(i.to_bytes(2, "little") + hashlib.blake2b(chunk, digest_size=10).digest())
-    return keys
+    """The band keys of one signature (:func:`band_keys_batch` of one row)."""
+    return band_keys_batch(np.asarray(signature)[None, :], bands, rows)[0]
